@@ -1,0 +1,5 @@
+"""Data: the Batch container and the data sets."""
+
+from arrayhf.data.batch import Batch
+
+__all__ = ["Batch"]

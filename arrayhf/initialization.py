@@ -1,0 +1,40 @@
+"""Initial weights drawn on the host (numpy), so the same seed gives the same θ on every backend.
+
+Host-side code: the models call it from ``init`` and move the packed vector to their backend once.
+Two schemes (reference.md, "Initialization"):
+
+- sparse (Martens 2010): every unit gets exactly ``n_nonzero`` (15) nonzero incoming weights,
+  drawn from N(0, scale²); a unit with fewer inputs than that gets all of them.
+- dense: every incoming weight drawn from N(0, scale² / fan_in).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arrayhf import backend
+
+
+def sparse_weights(rng: np.random.Generator, fan_in: int, fan_out: int, *, n_nonzero: int = 15,
+                   scale: float = 1.0) -> np.ndarray:
+    """A ``[fan_in, fan_out]`` matrix whose every column has min(n_nonzero, fan_in) nonzeros."""
+    connections = min(n_nonzero, fan_in)
+    weights = np.zeros((fan_in, fan_out))
+    for unit in range(fan_out):
+        sources = rng.choice(fan_in, size=connections, replace=False)
+        weights[sources, unit] = scale * rng.standard_normal(connections)
+    return weights
+
+
+def dense_weights(rng: np.random.Generator, fan_in: int, fan_out: int, *,
+                  scale: float = 1.0) -> np.ndarray:
+    """A ``[fan_in, fan_out]`` matrix of N(0, scale² / fan_in) entries."""
+    return (scale / np.sqrt(fan_in)) * rng.standard_normal((fan_in, fan_out))
+
+
+def pack(layout, host_blocks: dict, xp=None, *, dtype=None, device=None):
+    """Concatenate host blocks in ``layout`` order and move the flat vector to the backend."""
+    if xp is None:
+        xp = backend.namespace()
+    flat = np.concatenate([np.reshape(host_blocks[name], -1) for name in layout.names])
+    return backend.from_host(flat, xp, dtype=dtype, device=device)

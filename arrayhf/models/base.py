@@ -1,0 +1,114 @@
+"""What every arrayhf model shares: flat parameters, argument checks, and loss, gradient and
+Gauss-Newton product built from the model's own forward, R-forward and backprop.
+
+A model subclass supplies ``layout`` (its parameter blocks), ``output`` (a MatchingLoss),
+``n_inputs``, ``n_outputs``, ``data_axes`` (1 for ``[batch, features]``, 2 for time-major
+``[time, batch, features]``), and the three passes ``_forward``, ``_r_forward``, ``_backprop``
+(each taking the namespace ``xp`` as a keyword). The public methods check their arguments once and
+call them.
+"""
+
+from __future__ import annotations
+
+from arrayhf import curvature
+from arrayhf._validate import check_floating, check_shape, namespace_of
+
+
+class Model:
+    layout = None
+    output = None
+    n_inputs: int = 0
+    n_outputs: int = 0
+    data_axes: int = 1
+
+    # -- parameters ------------------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        """The length of the flat parameter vector θ."""
+        return self.layout.n_params
+
+    def unflatten(self, params) -> dict:
+        """``{name: block}`` views of the flat vector ``params``."""
+        return self.layout.unflatten(params)
+
+    def flatten(self, blocks) -> object:
+        """The flat vector of the named ``blocks`` (inverse of :meth:`unflatten`)."""
+        return self.layout.flatten(blocks)
+
+    # -- argument checks -------------------------------------------------------------------
+    def _check_params(self, params, *others):
+        xp = namespace_of(params, *others)
+        check_shape("params", params, (self.n_params,))
+        check_floating(xp, "params", params)
+        return xp
+
+    def _check_inputs(self, xp, params, inputs):
+        check_shape("inputs", inputs, (None,) * self.data_axes + (self.n_inputs,))
+        check_floating(xp, "inputs", inputs, params.dtype)
+
+    def _check_batch(self, params, batch):
+        xp = self._check_params(params, batch.inputs, batch.targets, batch.mask)
+        self._check_inputs(xp, params, batch.inputs)
+        positions = tuple(batch.inputs.shape[:-1])
+        check_shape("targets", batch.targets, positions + (self.n_outputs,))
+        check_floating(xp, "targets", batch.targets, params.dtype)
+        if batch.mask is not None:
+            check_shape("mask", batch.mask, positions)
+            if not (batch.mask.dtype == xp.bool or batch.mask.dtype == params.dtype):
+                raise TypeError(
+                    f"expected a mask of dtype bool or {params.dtype}, got {batch.mask.dtype}")
+        return xp
+
+    # -- the protocol ----------------------------------------------------------------------
+    def forward(self, params, inputs):
+        """The forward pass: a cache with ``net_output`` (z), ``predictions`` and what backprop
+        needs. See the subclass's ``_forward`` for the equations."""
+        xp = self._check_params(params, inputs)
+        self._check_inputs(xp, params, inputs)
+        return self._forward(params, inputs, xp=xp)
+
+    def r_forward(self, params, v, inputs, cache):
+        """R{z} = J v, the net outputs' directional derivative along v (Pearlmutter's R-operator).
+        See the subclass's ``_r_forward`` for the equations."""
+        xp = self._check_params(params, v, inputs)
+        check_shape("v", v, (self.n_params,))
+        check_floating(xp, "v", v, params.dtype)
+        self._check_inputs(xp, params, inputs)
+        return self._r_forward(params, v, inputs, cache, xp=xp)
+
+    def backprop(self, params, inputs, cache, delta_net_output):
+        """Jᵀ δ: the flat vector of ∂/∂θ of Σ δ·z, for δ = ``delta_net_output`` (shape of z).
+        See the subclass's ``_backprop`` for the equations."""
+        xp = self._check_params(params, inputs, delta_net_output)
+        self._check_inputs(xp, params, inputs)
+        check_shape("delta_net_output", delta_net_output,
+                    tuple(inputs.shape[:-1]) + (self.n_outputs,))
+        check_floating(xp, "delta_net_output", delta_net_output, params.dtype)
+        return self._backprop(params, inputs, cache, delta_net_output, xp=xp)
+
+    def loss(self, params, batch, cache=None):
+        """L(θ) on ``batch``: a 0-d array, the mean over unmasked outputs (losses.md, eq. (L1))."""
+        self._check_batch(params, batch)
+        if cache is None:
+            cache = self.forward(params, batch.inputs)
+        return self.output.loss(cache.net_output, batch.targets, batch.mask)
+
+    def gradient(self, params, batch, cache=None):
+        """∇L(θ) = Jᵀ (dL/dz): backprop of the matching loss's delta (gauss-newton.md, eq. (G1))."""
+        self._check_batch(params, batch)
+        if cache is None:
+            cache = self.forward(params, batch.inputs)
+        delta_net_output = self.output.delta(cache.net_output, batch.targets, batch.mask,
+                                             predictions=cache.predictions)
+        return self.backprop(params, batch.inputs, cache, delta_net_output)
+
+    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
+        """G v = Jᵀ H_L J v (gauss-newton.md, eq. (G3)); pass ``cache`` = ``forward(params,
+        batch.inputs)`` to reuse one forward pass across many products."""
+        self._check_batch(params, batch)
+        return curvature.gauss_newton_product(self, params, batch, v, cache=cache,
+                                              structural_damping=structural_damping)
+
+    def predict(self, params, inputs):
+        """y = g(z): the model's predictions for ``inputs``."""
+        return self.forward(params, inputs).predictions

@@ -1,0 +1,94 @@
+"""Hidden-unit nonlinearities h = f(a) and the slope f'(a) that R-forward and backprop need.
+
+The slope is written as a function of the unit's output h (and, for relu, of its sign), so the
+forward pass can compute it once and every Gauss-Newton product of a CG run reuses it
+(derivations/fnn.md, eq. (F2) and (F5)). Each routine takes the namespace ``xp`` explicitly: the
+models look it up once per call and pass it down.
+"""
+
+from __future__ import annotations
+
+
+class Nonlinearity:
+    """A hidden nonlinearity: ``value(xp, a) = f(a)`` and ``slope(xp, h) = f'(a)`` from h = f(a)."""
+
+    name: str = ""
+
+    def value(self, xp, pre):
+        raise NotImplementedError
+
+    def slope(self, xp, hidden):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Tanh(Nonlinearity):
+    """f(a) = tanh(a), f'(a) = 1 − h²."""
+
+    name = "tanh"
+
+    def value(self, xp, pre):
+        return xp.tanh(pre)
+
+    def slope(self, xp, hidden):
+        return 1.0 - hidden * hidden
+
+
+def logistic(xp, pre):
+    """σ(a) = 1 / (1 + e^{−a}) without overflow: e^{−|a|} is always ≤ 1."""
+    decay = xp.exp(-xp.abs(pre))
+    return xp.where(pre >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
+
+
+class Logistic(Nonlinearity):
+    """f(a) = σ(a), f'(a) = h (1 − h)."""
+
+    name = "logistic"
+
+    def value(self, xp, pre):
+        return logistic(xp, pre)
+
+    def slope(self, xp, hidden):
+        return hidden * (1.0 - hidden)
+
+
+class Relu(Nonlinearity):
+    """f(a) = max(a, 0), f'(a) = 1 where h > 0 else 0 (the subgradient 0 is taken at a = 0)."""
+
+    name = "relu"
+
+    def value(self, xp, pre):
+        return xp.maximum(pre, xp.zeros_like(pre))
+
+    def slope(self, xp, hidden):
+        return xp.astype(hidden > 0, hidden.dtype)
+
+
+class Linear(Nonlinearity):
+    """f(a) = a, f'(a) = 1."""
+
+    name = "linear"
+
+    def value(self, xp, pre):
+        return pre
+
+    def slope(self, xp, hidden):
+        return xp.ones_like(hidden)
+
+
+NONLINEARITIES = {cls.name: cls for cls in (Tanh, Logistic, Relu, Linear)}
+
+
+def get(nonlinearity) -> Nonlinearity:
+    """A Nonlinearity from its name (``"tanh"``, ``"logistic"``, ``"relu"``, ``"linear"``) or itself."""
+    if isinstance(nonlinearity, Nonlinearity):
+        return nonlinearity
+    try:
+        return NONLINEARITIES[nonlinearity]()
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown hidden nonlinearity {nonlinearity!r}: expected one of "
+            f"{', '.join(NONLINEARITIES)} or a Nonlinearity"
+        ) from None

@@ -1,0 +1,78 @@
+"""The autodiff oracle: the same networks and losses written directly in torch, differentiated by
+torch.func in float64. Used only by the tests (and benchmarks), never by the library.
+
+Nothing here calls arrayhf's passes: the forward pass and the losses are written again from their
+definitions (torch's own log_softmax, binary_cross_entropy_with_logits), so agreement to 1e-10 is
+evidence that the hand-derived passes are right, not that a routine agrees with itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import grad, jvp, vjp
+
+_ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "logistic": torch.sigmoid,
+    "relu": torch.relu,
+    "linear": lambda a: a,
+}
+
+
+def tensor(array) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array, dtype=np.float64))
+
+
+def fnn_net_output(layer_sizes, hidden_names, params: torch.Tensor, inputs: torch.Tensor):
+    """z of an FNN whose flat parameters are W_1, b_1, …, W_L, b_L (W_l of shape [n_{l−1}, n_l])."""
+    offset, hidden = 0, inputs
+    n_layers = len(layer_sizes) - 1
+    for layer in range(n_layers):
+        fan_in, fan_out = layer_sizes[layer], layer_sizes[layer + 1]
+        weights = params[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out)
+        offset += fan_in * fan_out
+        bias = params[offset:offset + fan_out]
+        offset += fan_out
+        pre = hidden @ weights + bias
+        hidden = _ACTIVATIONS[hidden_names[layer]](pre) if layer < n_layers - 1 else pre
+    assert offset == params.numel()
+    return hidden
+
+
+def loss_of_net_output(output: str, z, targets, mask=None):
+    """Mean over unmasked positions of the per-position loss summed over output units."""
+    if output == "linear":
+        per_position = 0.5 * ((z - targets) ** 2).sum(-1)
+    elif output == "logistic":
+        per_position = F.binary_cross_entropy_with_logits(z, targets, reduction="none").sum(-1)
+    elif output == "softmax":
+        per_position = -(targets * torch.log_softmax(z, dim=-1)).sum(-1)
+    else:
+        raise ValueError(output)
+    weights = torch.ones_like(per_position) if mask is None else mask
+    return (weights * per_position).sum() / weights.sum()
+
+
+def loss_gradient_wrt_net_output(output, z, targets, mask=None):
+    return grad(lambda net: loss_of_net_output(output, net, targets, mask))(z)
+
+
+def loss_hessian_vector(output, z, u, targets, mask=None):
+    """H_L u at z by forward-over-reverse."""
+    return jvp(lambda net: loss_gradient_wrt_net_output(output, net, targets, mask), (z,), (u,))[1]
+
+
+def oracle_products(net_output_fn, output, params, v, targets, mask=None):
+    """(loss, gradient, J v, G v) of loss(net_output_fn(params)) by torch.func."""
+    def loss_of_params(p):
+        return loss_of_net_output(output, net_output_fn(p), targets, mask)
+
+    loss_value = loss_of_params(params)
+    gradient = grad(loss_of_params)(params)
+    z, jacobian_v = jvp(net_output_fn, (params,), (v,))
+    curvature_output = loss_hessian_vector(output, z, jacobian_v, targets, mask)
+    _, pullback = vjp(net_output_fn, params)
+    (gauss_newton_v,) = pullback(curvature_output)
+    return loss_value, gradient, jacobian_v, gauss_newton_v
