@@ -108,8 +108,8 @@ def resolve_device(xp, device: Any = None):
     """The device object of namespace ``xp`` for ``device`` (a string, a device object, or None).
 
     ``None`` means ``$ARRAYHF_DEVICE`` if set, else the backend's default device. Strings:
-    numpy ``"cpu"``; torch ``"cpu"``, ``"cuda"``, ``"cuda:1"``; cupy ``"cuda"``, ``"cuda:0"``, ``"0"``;
-    jax ``"cpu"``, ``"gpu"``, ``"gpu:1"``; array_api_strict ``"CPU_DEVICE"``, ``"device1"``, ``"device2"``.
+    numpy "cpu"; torch "cpu", "cuda", "cuda:1"; cupy "cuda", "cuda:0"; jax "cpu", "gpu",
+    "gpu:1"; array_api_strict "CPU_DEVICE", "device1", "device2".
     """
     if device is None:
         device = os.environ.get("ARRAYHF_DEVICE") or None
@@ -160,7 +160,7 @@ def resolve_device(xp, device: Any = None):
 
 
 def resolve_dtype(xp, dtype: Any = None):
-    """The dtype object of ``xp`` for ``dtype`` ("float32", "float64", a dtype, or None = float64)."""
+    """The dtype of ``xp`` for ``dtype``: "float32", "float64", a dtype, or None (float64)."""
     if dtype is None:
         dtype = "float64"
     if isinstance(dtype, str):

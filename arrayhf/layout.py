@@ -1,4 +1,4 @@
-"""Named parameter blocks packed in one flat 1-D vector: ``unflatten`` gives views, ``flatten`` packs.
+"""Named parameter blocks in one flat 1-D vector: ``unflatten`` gives views, ``flatten`` packs.
 
 HF works on one parameter vector θ (CG directions, damping, line search are all vector
 operations); the models think in named matrices (``W_1``, ``b_1``, ``W_hh``, ...). A Layout maps
@@ -7,6 +7,7 @@ one to the other, in a fixed order that is part of the checkpoint format.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from arrayhf._validate import check_shape, namespace_of
@@ -20,15 +21,11 @@ class Layout:
         self.shapes = {name: tuple(shape) for name, shape in blocks}
         if len(self.shapes) != len(self.names):
             raise ValueError(f"duplicate block names in {self.names}")
-        self.offsets = {}
-        offset = 0
-        for name in self.names:
-            size = 1
-            for extent in self.shapes[name]:
-                size *= extent
-            self.offsets[name] = (offset, offset + size)
-            offset += size
-        self.n_params = offset
+        sizes = [math.prod(self.shapes[name]) for name in self.names]
+        starts = [sum(sizes[:index]) for index in range(len(sizes))]
+        self.offsets = {name: (start, start + size)
+                        for name, start, size in zip(self.names, starts, sizes)}
+        self.n_params = sum(sizes)
 
     def unflatten(self, flat) -> dict:
         """``{name: block}``, each block a reshaped slice (a view where the backend has views)."""

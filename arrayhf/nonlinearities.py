@@ -82,7 +82,7 @@ NONLINEARITIES = {cls.name: cls for cls in (Tanh, Logistic, Relu, Linear)}
 
 
 def get(nonlinearity) -> Nonlinearity:
-    """A Nonlinearity from its name (``"tanh"``, ``"logistic"``, ``"relu"``, ``"linear"``) or itself."""
+    """A Nonlinearity from its name ("tanh", "logistic", "relu", "linear"), or itself."""
     if isinstance(nonlinearity, Nonlinearity):
         return nonlinearity
     try:

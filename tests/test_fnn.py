@@ -11,6 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+import arrayhf
+from arrayhf import backend
+
+import oracle
 from helpers import (
     assert_matches,
     central_difference,
@@ -18,10 +23,6 @@ from helpers import (
     host,
     relative_error,
 )
-
-import arrayhf
-import oracle
-from arrayhf import backend
 
 FD_TOLERANCE = 1e-7
 ORACLE_TOLERANCE = 1e-10

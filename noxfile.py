@@ -1,0 +1,82 @@
+"""Test sessions, one per backend. Plain ``nox`` runs them all; tests-cupy skips (saying why)
+where no CUDA device exists. Dependencies come from pyproject.toml's extras only.
+
+    nox                         # everything a CPU machine can run
+    nox -s tests-torch          # one backend; on a CUDA machine it also runs on device cuda
+    nox -s tests-numpy -- -k fnn -x     # arguments after -- go to pytest
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "tests-numpy", "tests-strict", "tests-torch", "tests-jax",
+                        "tests-cupy"]
+nox.options.default_venv_backend = "venv"
+
+
+def _pytest(session, *args):
+    session.run("pytest", *args, *session.posargs)
+
+
+@nox.session
+def lint(session):
+    session.install(".[lint]")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(name="tests-numpy")
+def tests_numpy(session):
+    session.install(".[test]")
+    _pytest(session, "--backend", "numpy")
+
+
+@nox.session(name="tests-strict")
+def tests_strict(session):
+    """array-api-strict on its default device, then on its second device: any array created
+    without ``device=`` raises there, which is how a CPU machine catches what would break CUDA."""
+    session.install(".[test,strict]")
+    _pytest(session, "--backend", "array_api_strict")
+    _pytest(session, "--backend", "array_api_strict", "--device", "device1")
+
+
+@nox.session(name="tests-torch")
+def tests_torch(session):
+    session.install(".[test,torch]")
+    _pytest(session, "--backend", "torch", "--device", "cpu")
+    has_cuda = session.run("python", "-c", "import torch; print(torch.cuda.is_available())",
+                           silent=True)
+    if "True" in has_cuda:
+        _pytest(session, "--backend", "torch", "--device", "cuda")
+    else:
+        session.log("torch: no CUDA device on this machine; the suite ran on device cpu only")
+
+
+@nox.session(name="tests-jax")
+def tests_jax(session):
+    session.install(".[test,jax]")
+    _pytest(session, "--backend", "jax")
+
+
+def _nvidia_driver_present() -> bool:
+    return shutil.which("nvidia-smi") is not None or os.path.exists("/dev/nvidiactl")
+
+
+@nox.session(name="tests-cupy")
+def tests_cupy(session):
+    """CuPy needs a CUDA device. Without an NVIDIA driver the session skips before downloading
+    CuPy; with one, it installs CuPy and checks ``cupy.is_available()`` (``import cupy`` succeeds
+    without a GPU, the first allocation is what fails)."""
+    if not _nvidia_driver_present():
+        session.skip("tests-cupy: no CUDA device on this machine (no NVIDIA driver: nvidia-smi "
+                     "and /dev/nvidiactl are absent); the CuPy suite did not run")
+    session.install(".[test,cupy]")
+    available = session.run("python", "-c", "import cupy; print(cupy.is_available())",
+                            silent=True)
+    if "True" not in available:
+        session.skip("tests-cupy: CuPy is installed but cupy.is_available() is False: no usable "
+                     "CUDA device; the CuPy suite did not run")
+    _pytest(session, "--backend", "cupy")

@@ -1,0 +1,45 @@
+"""The array-API discipline of design.md, checked on the source: modules that compute on model
+arrays import no backend, and never assign into an array."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "arrayhf"
+COMPUTE_MODULES = sorted(
+    [PACKAGE / "losses.py", PACKAGE / "nonlinearities.py", PACKAGE / "curvature.py",
+     PACKAGE / "_validate.py", PACKAGE / "layout.py"]
+    + list((PACKAGE / "models").glob("*.py"))
+    + list((PACKAGE / "hf").glob("*.py"))
+)
+BACKENDS = {"numpy", "torch", "cupy", "jax", "jaxlib", "array_api_strict", "scipy"}
+
+
+@pytest.mark.parametrize("path", COMPUTE_MODULES, ids=lambda p: p.name)
+def test_compute_modules_import_no_backend(path):
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & BACKENDS, f"{path.name} imports {imported & BACKENDS}"
+
+
+@pytest.mark.parametrize("path", COMPUTE_MODULES, ids=lambda p: p.name)
+def test_compute_modules_never_assign_into_arrays(path):
+    """``x[i] = …`` and ``x[i] += …`` break JAX (immutable arrays): build and stack instead.
+    Assignments into dicts are allowed and named as such (``blocks[...]``)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AugAssign) else [])
+        for target in targets:
+            if isinstance(target, ast.Subscript):
+                name = ast.unparse(target.value)
+                assert name.endswith("blocks") or name.endswith("_by_name"), \
+                    f"{path.name}:{node.lineno} assigns into {name}"
