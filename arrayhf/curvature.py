@@ -34,3 +34,36 @@ def gauss_newton_product(model, params, batch, v, *, cache=None, structural_damp
             )
         product = product + structural_damping * structural_product(params, batch, v, cache)
     return product
+
+
+def linear_operator(model, params, batch, damping: float = 0.0, *, structural_damping=0.0):
+    """The (damped) Gauss-Newton matrix G + damping·I as a ``scipy.sparse.linalg.LinearOperator``.
+
+    Vectors in and out are float64 host (numpy) arrays whatever backend, dtype and device the
+    model runs on, so ``scipy.sparse.linalg.eigsh(operator, k=5)`` gives the top of G's spectrum.
+    The forward pass is computed once here and reused by every product (eq. (G3)).
+    """
+    try:
+        from scipy.sparse.linalg import LinearOperator
+    except ImportError as error:
+        raise ImportError("linear_operator needs scipy: pip install 'arrayhf[analysis]'") from error
+    import array_api_compat
+
+    from arrayhf import backend  # host-side conversions only
+
+    xp = model._check_batch(params, batch) if hasattr(model, "_check_batch") else None
+    if xp is None:
+        xp = array_api_compat.array_namespace(params)
+    dtype, device = params.dtype, array_api_compat.device(params)
+    cache = model.forward(params, batch.inputs)
+
+    def matvec(vector):
+        v = backend.from_host(vector.reshape(-1), xp, dtype=dtype, device=device)
+        product = gauss_newton_product(model, params, batch, v, cache=cache,
+                                       structural_damping=structural_damping)
+        if damping:
+            product = product + damping * v
+        return backend.to_numpy(product).astype("float64")
+
+    size = model.n_params
+    return LinearOperator((size, size), matvec=matvec, rmatvec=matvec, dtype="float64")

@@ -30,6 +30,7 @@ _SKIP_REASON = None
 
 def pytest_configure(config):
     global _SKIP_REASON
+    config.addinivalue_line("markers", "only_backend(*names): run only in these backends' sessions")
     name = backend.backend_name(config.getoption("--backend"))
     if name == "jax":
         import jax
@@ -55,6 +56,16 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    """Tests marked ``only_backend(name)`` belong to that backend's session: elsewhere they are
+    deselected (not skipped: they are not part of that session's suite)."""
+    name = backend.backend_name(config.getoption("--backend"))
+    kept, deselected = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_backend")
+        (kept if marker is None or name in marker.args else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
     if _SKIP_REASON:
         marker = pytest.mark.skip(reason=_SKIP_REASON)
         for item in items:

@@ -119,9 +119,9 @@ def test_arrays_on_two_devices_in_one_call_are_refused():
         model.forward(params, inputs)
 
 
+@pytest.mark.only_backend("jax")
 def test_jax_float64_without_64_bit_mode_is_a_clear_error():
     """Run in a subprocess: JAX's 64-bit switch is process-wide."""
-    pytest.importorskip("jax", reason="jax is installed only in the tests-jax session")
     import subprocess
     import sys
 

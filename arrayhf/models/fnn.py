@@ -148,16 +148,49 @@ class FNN(Model):
             r_net_output = r_net_output + r_hidden @ blocks[f"W_{last}"]
         return r_net_output
 
+    def _pre_activation_deltas(self, blocks, cache, delta_net_output) -> dict:
+        """δa_L, …, δa_1 by the backward recursion, derivations/fnn.md eq. (F9)-(F10)."""
+        deltas_by_layer = {}
+        delta_pre = delta_net_output                                      # δa_L = δz
+        for layer in range(self.n_layers, 0, -1):
+            deltas_by_layer[layer] = delta_pre
+            if layer > 1:
+                delta_hidden = delta_pre @ blocks[f"W_{layer}"].T                    # (F9) δh
+                delta_pre = cache.slopes[layer - 2] * delta_hidden                   # (F10) δa
+        return deltas_by_layer
+
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp):
         """Backward pass Jᵀ δ, derivations/fnn.md eq. (F7)-(F10): the forward lines in reverse,
         δa_L = δz."""
         blocks = self.layout.unflatten(params)
+        deltas = self._pre_activation_deltas(blocks, cache, delta_net_output)
         gradient_blocks = {}
-        delta_pre = delta_net_output                                      # δa_L = δz
-        for layer in range(self.n_layers, 0, -1):
+        for layer, delta_pre in deltas.items():
             gradient_blocks[f"W_{layer}"] = cache.hiddens[layer - 1].T @ delta_pre   # (F7)
             gradient_blocks[f"b_{layer}"] = xp.sum(delta_pre, axis=0)               # (F8)
-            if layer > 1:
-                delta_hidden = delta_pre @ blocks[f"W_{layer}"].T                    # (F9) δh
-                delta_pre = cache.slopes[layer - 2] * delta_hidden                   # (F10) δa
         return self.layout.flatten(gradient_blocks)
+
+    def per_case_squared_gradient(self, params, batch, cache=None):
+        """(1/N) Σ_p m_p g_p ⊙ g_p, g_p the gradient of case p's own loss ℓ_p: the diagonal of the
+        empirical Fisher, for Martens' preconditioner (derivations/fnn.md eq. (F11)-(F12)).
+
+        Rows do not interact in an FNN, so squaring (F7)-(F8) case by case gives
+        Σ_p (h_p ⊗ δa_p)² = (h ⊙ h)ᵀ(δa ⊙ δa) without forming any per-case gradient. Masks are
+        0/1 here (m_p² = m_p).
+        """
+        xp = self._check_batch(params, batch)
+        if cache is None:
+            cache = self.forward(params, batch.inputs)
+        blocks = self.layout.unflatten(params)
+        # N · dL/dz = m_p ∂ℓ_p/∂z_p: the per-case deltas, un-normalized (losses.md, (L3)/(L6)/(L9))
+        normalized = self.output.delta(cache.net_output, batch.targets, batch.mask,
+                                       predictions=cache.predictions)
+        count = (xp.sum(xp.astype(batch.mask, params.dtype)) if batch.mask is not None
+                 else float(batch.inputs.shape[0]))
+        deltas = self._pre_activation_deltas(blocks, cache, count * normalized)
+        squared_blocks = {}
+        for layer, delta_pre in deltas.items():
+            hidden = cache.hiddens[layer - 1]
+            squared_blocks[f"W_{layer}"] = (hidden * hidden).T @ (delta_pre * delta_pre)  # (F11)
+            squared_blocks[f"b_{layer}"] = xp.sum(delta_pre * delta_pre, axis=0)         # (F12)
+        return self.layout.flatten(squared_blocks) / count

@@ -1,0 +1,91 @@
+"""Checkpoints: arrays and a JSON description in one ``.npz`` file, written atomically.
+
+Host-side code. A checkpoint is written to a temporary file in the same folder, flushed to disk,
+and renamed over the old one, so a crash at any moment leaves either the old or the new file,
+never half of one; the one before it is kept as ``NAME.prev.npz``. Loading uses
+``numpy.load(allow_pickle=False)``: a file from an untrusted source cannot execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import numpy as np
+
+FORMAT_VERSION = 1
+_META_KEY = "__meta__"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged, or from a newer format version."""
+
+
+def previous_path(path) -> pathlib.Path:
+    path = pathlib.Path(path)
+    return path.with_name(path.name.removesuffix(".npz") + ".prev.npz")
+
+
+def save(path, arrays: dict, meta: dict) -> pathlib.Path:
+    """Write ``arrays`` (name -> host array) and ``meta`` (JSON-ready dict) to ``path`` atomically;
+    the file it replaces becomes ``previous_path(path)``."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _META_KEY in arrays:
+        raise ValueError(f"array name {_META_KEY!r} is reserved")
+    document = json.dumps({"format_version": FORMAT_VERSION, **meta})
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **{name: np.asarray(a) for name, a in arrays.items()},
+                 **{_META_KEY: np.array(document)})
+        handle.flush()
+        os.fsync(handle.fileno())
+    if path.exists():
+        os.replace(path, previous_path(path))
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path
+
+
+def load(path) -> tuple[dict, dict]:
+    """``(arrays, meta)`` from a checkpoint written by :func:`save`."""
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as contents:
+            arrays = {name: contents[name] for name in contents.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zip, npy header or pickle refusal: all mean "damaged"
+        raise CheckpointError(f"checkpoint {path} is damaged or not an arrayhf checkpoint "
+                              f"({type(error).__name__}: {error})") from error
+    if _META_KEY not in arrays:
+        raise CheckpointError(f"checkpoint {path} has no {_META_KEY} record")
+    try:
+        meta = json.loads(str(arrays.pop(_META_KEY)))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"checkpoint {path}: damaged description ({error})") from error
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {version!r}; this arrayhf "
+                              f"reads versions up to {FORMAT_VERSION}: upgrade arrayhf")
+    return arrays, meta
+
+
+def load_latest(path) -> tuple[dict, dict, pathlib.Path]:
+    """Load ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
+    the two renames of :func:`save`). Returns ``(arrays, meta, the path read)``."""
+    errors = []
+    for candidate in (pathlib.Path(path), previous_path(path)):
+        try:
+            arrays, meta = load(candidate)
+            return arrays, meta, candidate
+        except FileNotFoundError:
+            errors.append(f"{candidate}: missing")
+        except CheckpointError as error:
+            errors.append(str(error))
+    raise CheckpointError("no loadable checkpoint: " + "; ".join(errors))

@@ -1,0 +1,82 @@
+"""ArrayDataset: fixed train and test arrays split into batches, in the data-object protocol.
+
+The HF driver asks a data set for ``train_batches`` and ``test_batches`` (lists of batch ids),
+``batch(id)`` (a Batch), ``forget()`` (fresh training data; a fixed data set has none to give) and
+``zero_one_error(batch, predictions)`` (the fraction of counted positions that are wrong). A data
+set whose ``forget`` draws random numbers also has ``get_state()`` / ``set_state(state)`` so that a
+resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from arrayhf._validate import namespace_of
+from arrayhf.data.batch import Batch
+
+ERROR_KINDS = ("argmax", "threshold", None)
+
+
+def zero_one_error(batch: Batch, predictions, kind: str | None = "argmax") -> float | None:
+    """Fraction of counted positions whose prediction is wrong.
+
+    ``"argmax"``: the largest output is not the target's largest (softmax classification);
+    ``"threshold"``: some unit is on the wrong side of 0.5 (logistic outputs); ``None``: no
+    zero-one error (regression), returns None.
+    """
+    if kind is None:
+        return None
+    xp = namespace_of(predictions, batch.targets)
+    if kind == "argmax":
+        wrong = xp.argmax(predictions, axis=-1) != xp.argmax(batch.targets, axis=-1)
+    elif kind == "threshold":
+        wrong = xp.any((predictions > 0.5) != (batch.targets > 0.5), axis=-1)
+    else:
+        raise ValueError(f"expected an error kind in {ERROR_KINDS}, got {kind!r}")
+    wrong = xp.astype(wrong, predictions.dtype)
+    if batch.mask is None:
+        return float(xp.mean(wrong))
+    weights = xp.astype(batch.mask, predictions.dtype)
+    return float(xp.sum(wrong * weights) / xp.sum(weights))
+
+
+class ArrayDataset:
+    """Train and test arrays (any backend, leading axis = cases) cut into batches of ``batch_size``.
+
+    Batch ids: ``("train", i)`` and ``("test", i)``.
+    """
+
+    def __init__(self, train_inputs, train_targets, test_inputs, test_targets, *,
+                 batch_size: int, error: str | None = "argmax"):
+        if error not in ERROR_KINDS:
+            raise ValueError(f"expected error in {ERROR_KINDS}, got {error!r}")
+        if batch_size < 1:
+            raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+        namespace_of(train_inputs, train_targets, test_inputs, test_targets)
+        self.error = error
+        self._batches = {}
+        for split, inputs, targets in (("train", train_inputs, train_targets),
+                                       ("test", test_inputs, test_targets)):
+            if inputs.shape[0] != targets.shape[0]:
+                raise ValueError(f"{split}: {inputs.shape[0]} input rows but "
+                                 f"{targets.shape[0]} target rows")
+            if inputs.shape[0] == 0:
+                raise ValueError(f"{split}: no cases")
+            for index, start in enumerate(range(0, inputs.shape[0], batch_size)):
+                rows = slice(start, min(start + batch_size, inputs.shape[0]))
+                self._batches[(split, index)] = Batch(inputs[rows, ...], targets[rows, ...])
+        self.train_batches = [key for key in self._batches if key[0] == "train"]
+        self.test_batches = [key for key in self._batches if key[0] == "test"]
+
+    def batch(self, batch_id) -> Batch:
+        return self._batches[tuple(batch_id)]
+
+    def forget(self) -> None:
+        """A fixed data set has no fresh data to draw."""
+
+    def zero_one_error(self, batch: Batch, predictions) -> float | None:
+        return zero_one_error(batch, predictions, self.error)
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        pass

@@ -1,0 +1,50 @@
+"""Levenberg-Marquardt damping: the reduction ratio ρ and the rule that moves λ with it.
+
+HF minimizes the damped quadratic model q(p) = L(θ) + ∇Lᵀp + ½ pᵀ(G + λI)p. The ratio of the
+loss's actual change to the model's predicted change,
+
+    ρ = (L(θ + p) − L(θ)) / (q(p) − q(0))                (derivations/cg-and-damping.md, (D1))
+
+says how far the model can be trusted: ρ < 1/4 → λ ← λ·3/2 (trust it less); ρ > 3/4 →
+λ ← λ·2/3 (trust it more) (eq. (D2)). A loss that rose or is not finite gives ρ = −∞. The
+structural damping coefficient of recurrent models moves with λ: λμ, μ fixed (eq. (D3)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def reduction_ratio(old_loss: float, new_loss: float, predicted_reduction: float) -> float:
+    """ρ of eq. (D1); −∞ when the new loss is not finite or not below the old one... unless the
+    model predicted no decrease either (then 0, which raises λ)."""
+    if not math.isfinite(new_loss) or new_loss > old_loss:
+        return -math.inf
+    if not math.isfinite(predicted_reduction) or predicted_reduction >= 0.0:
+        return 0.0
+    return (new_loss - old_loss) / predicted_reduction
+
+
+@dataclass(frozen=True)
+class LevenbergMarquardt:
+    """The damping rule of eq. (D2); the constants are Martens' and the 2011 release's."""
+
+    boost: float = 1.5
+    drop: float = 2.0 / 3.0
+    lower_ratio: float = 0.25
+    upper_ratio: float = 0.75
+    min_damping: float = 0.0
+
+    def update(self, damping: float, rho: float) -> float:
+        """The next λ given the current λ and ρ (a NaN ρ counts as −∞)."""
+        if math.isnan(rho) or rho < self.lower_ratio:
+            return damping * self.boost
+        if rho > self.upper_ratio:
+            return max(damping * self.drop, self.min_damping)
+        return damping
+
+
+def structural_damping_coefficient(damping: float, mu: float) -> float:
+    """λμ, the weight of the structural damping term (eq. (D3))."""
+    return damping * mu

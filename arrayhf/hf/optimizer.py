@@ -1,0 +1,432 @@
+"""The Hessian-free loop (Martens 2010; the 2011 release's ``opt.hf``), over any model and data set.
+
+One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"):
+
+1. fresh training data (``dataset.forget()``, from the second iteration on);
+2. the objective f(θ) = L(θ) + ½ w ‖θ‖² and its gradient g on the gradient batches;
+3. the forward pass of this iteration's curvature batch, computed once;
+4. CG on (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where
+   every product G v reuses that forward pass;
+5. backtracking: of the kept CG iterates, from the last backwards, the one with the lowest
+   objective;
+6. ρ = actual / predicted reduction (eq. (D1)) and the Levenberg-Marquardt update of λ (eq. (D2));
+7. a line search along the chosen p (Armijo, or the release's "first step that lowers the loss");
+   a step that finds no decrease, or meets a non-finite loss, is rejected and θ is unchanged;
+8. logs, the stop test, and a checkpoint every ``save_every`` iterations.
+
+Python floats are pulled from the arrays only at these decision points (losses, ρ, CG's scalars).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import array_api_compat
+
+from arrayhf import backend, checkpoint
+from arrayhf._validate import namespace_of
+from arrayhf.hf.cg import conjugate_gradient
+from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
+from arrayhf.hf.runlog import RunLog
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+@dataclass(frozen=True)
+class HFConfig:
+    """The settings of an HF run; saved in every checkpoint and compared on resume.
+
+    Where the 2011 release and Martens' code differ, both are available (reference.md):
+    ``rho_model`` "damped" (release) or "undamped" (Martens); ``line_search`` "armijo" (Martens:
+    c = 1e-2, rate 0.8, ≤ 60 tries) or "decrease" (release: first 0.8ⁱ step that lowers the loss,
+    i < 50).
+    """
+
+    damping: float = 1.0                 # initial λ
+    structural_damping_mu: float = 0.0   # μ: structural damping weight λμ (recurrent models)
+    max_cg_iter: int = 250
+    min_cg_iter: int = 1
+    cg_epsilon: float = 5e-4             # ε of the relative-progress stop
+    cg_decay: float = 0.95               # warm start: previous solution × decay
+    grad_batches: tuple | None = None    # batch ids for f and g; None = every training batch
+    curvature_batches: tuple | None = None  # cycled, one per iteration; None = training batches
+    backtrack_batches: tuple | None = None  # objective for backtracking; None = grad_batches
+    weight_cost: float = 0.0             # w of ½ w ‖θ‖²
+    preconditioner: bool = False         # Martens' diag((Σ per-case g² + λ + w)^0.75)
+    rho_model: str = "undamped"
+    line_search: str = "armijo"
+    armijo_c: float = 1e-2
+    line_search_rate: float = 0.8
+    max_line_search: int = 60
+    damping_boost: float = 1.5
+    damping_drop: float = 2.0 / 3.0
+    test_every: int = 1
+
+    def __post_init__(self):
+        if self.rho_model not in ("damped", "undamped"):
+            raise ValueError(f"expected rho_model 'damped' or 'undamped', got {self.rho_model!r}")
+        if self.line_search not in ("armijo", "decrease"):
+            raise ValueError(f"expected line_search 'armijo' or 'decrease', got "
+                             f"{self.line_search!r}")
+        if not (self.damping > 0 and math.isfinite(self.damping)):
+            raise ValueError(f"expected a positive finite initial damping, got {self.damping}")
+        if self.max_cg_iter < 1 or self.min_cg_iter < 0:
+            raise ValueError("expected max_cg_iter >= 1 and min_cg_iter >= 0")
+        for name in ("grad_batches", "curvature_batches", "backtrack_batches"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(_as_id(i) for i in value))
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _as_id(batch_id):
+    return tuple(batch_id) if isinstance(batch_id, list | tuple) else batch_id
+
+
+class HF:
+    """Hessian-free optimizer.
+
+    Parameters
+    ----------
+    model
+        Follows the model protocol (design.md): ``forward``, ``r_forward``, ``backprop``,
+        ``loss``, ``gradient``, ``gauss_newton_product``, ``init``, ``output``.
+    dataset
+        Follows the data-object protocol: ``train_batches``, ``test_batches``, ``batch(id)``,
+        ``forget()``, ``zero_one_error(batch, predictions)``; optionally ``get_state`` /
+        ``set_state`` for exact resumes.
+    params : array, optional
+        The starting θ; default ``model.init(seed)`` on the data's backend, dtype and device.
+    seed : int
+        Seed of the initial parameters.
+    run_dir : path, optional
+        Where logs (metrics.jsonl, results, detailed_results) and checkpoints go; None: no files.
+    save_every : int
+        Checkpoint every this many iterations (and on Ctrl-C, and at the end of ``run``).
+    progress : bool
+        Print one line per HF iteration (and a live CG counter on a terminal).
+    **settings
+        Fields of :class:`HFConfig`.
+    """
+
+    def __init__(self, model, dataset, *, params=None, seed: int = 0, run_dir=None,
+                 save_every: int = 5, progress: bool = True, **settings):
+        self.model = model
+        self.dataset = dataset
+        self.config = HFConfig(**settings)
+        self.seed = seed
+        self.save_every = save_every
+        self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
+        self.progress = progress
+        self.rule = LevenbergMarquardt(boost=self.config.damping_boost,
+                                       drop=self.config.damping_drop)
+        if self.config.preconditioner and not hasattr(model, "per_case_squared_gradient"):
+            raise ValueError(f"preconditioner=True needs {type(model).__name__}."
+                             "per_case_squared_gradient, which this model does not have")
+        first = dataset.batch(self._train_ids()[0])
+        self.xp = namespace_of(first.inputs)
+        if params is None:
+            params = model.init(seed, xp=self.xp, dtype=first.inputs.dtype,
+                                device=array_api_compat.device(first.inputs))
+        else:
+            namespace_of(params, first.inputs)  # one backend, one device
+        self.params = params
+        self.damping = self.config.damping
+        self.cg_warm_start = None
+        self.iteration = 0
+        self.cg_total = 0
+        self.history: list[dict] = []
+        self._dataset_state = self._get_dataset_state()
+        self.log = RunLog(self.run_dir, echo=progress)
+
+    # -- batches and the objective -----------------------------------------------------------
+    def _train_ids(self):
+        return list(self.config.grad_batches or self.dataset.train_batches)
+
+    def _curvature_id(self, iteration):
+        ids = list(self.config.curvature_batches or self.dataset.train_batches)
+        return ids[(iteration - 1) % len(ids)]
+
+    def _output_count(self, batch) -> float:
+        if batch.mask is None:
+            return float(math.prod(batch.targets.shape[:-1]))
+        return float(self.xp.sum(self.xp.astype(batch.mask, batch.targets.dtype)))
+
+    def _weight_penalty(self, params) -> float:
+        w = self.config.weight_cost
+        return 0.5 * w * float(self.xp.sum(params * params)) if w else 0.0
+
+    def _data_loss(self, params, batch_ids) -> float:
+        """Mean loss over every unmasked output of the batches (each batch weighted by its
+        number of counted outputs)."""
+        total, count = 0.0, 0.0
+        for batch_id in batch_ids:
+            batch = self.dataset.batch(batch_id)
+            outputs = self._output_count(batch)
+            total += outputs * float(self.model.loss(params, batch))
+            count += outputs
+        return total / count
+
+    def _objective(self, params, batch_ids) -> float:
+        """f(θ) = L(θ) + ½ w ‖θ‖²; +inf when not finite."""
+        value = self._data_loss(params, batch_ids) + self._weight_penalty(params)
+        return value if math.isfinite(value) else math.inf
+
+    def _loss_and_gradient(self, params, batch_ids):
+        """(f(θ), ∇f(θ)) over the batches, weighted like :meth:`_data_loss`."""
+        total_loss, gradient, count = 0.0, None, 0.0
+        for batch_id in batch_ids:
+            batch = self.dataset.batch(batch_id)
+            outputs = self._output_count(batch)
+            cache = self.model.forward(params, batch.inputs)
+            total_loss += outputs * float(self.model.loss(params, batch, cache))
+            part = outputs * self.model.gradient(params, batch, cache)
+            gradient = part if gradient is None else gradient + part
+            count += outputs
+        gradient = gradient / count
+        if self.config.weight_cost:
+            gradient = gradient + self.config.weight_cost * params
+        return total_loss / count + self._weight_penalty(params), gradient
+
+    # -- one HF iteration ------------------------------------------------------------------
+    def step(self) -> dict:
+        """Run one HF iteration; returns its metrics record (also appended to ``history``)."""
+        config, xp = self.config, self.xp
+        started = time.perf_counter()
+        iteration = self.iteration + 1
+        if iteration > 1:
+            self.dataset.forget()
+        params = self.params
+        grad_ids = self._train_ids()
+        objective, gradient = self._loss_and_gradient(params, grad_ids)
+        if not math.isfinite(objective):
+            raise FloatingPointError(f"iteration {iteration}: the loss at the current parameters "
+                                     f"is {objective}; the parameters are not usable")
+
+        damping = self.damping
+        structural = structural_damping_coefficient(damping, config.structural_damping_mu)
+        curvature_batch = self.dataset.batch(self._curvature_id(iteration))
+        cache = self.model.forward(params, curvature_batch.inputs)   # once for all of CG
+        shift = damping + config.weight_cost
+
+        def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
+            return (self.model.gauss_newton_product(params, curvature_batch, v, cache,
+                                                    structural_damping=structural)
+                    + shift * v)
+
+        preconditioner = None
+        if config.preconditioner:   # (H3)
+            squared = self.model.per_case_squared_gradient(params, curvature_batch, cache)
+            preconditioner = (squared + shift) ** 0.75
+
+        warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
+        self.log.start_cg(iteration)
+        cg = conjugate_gradient(
+            damped_product, -gradient, warm_start, preconditioner=preconditioner,
+            max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
+            epsilon=config.cg_epsilon, callback=self.log.cg_step)
+
+        # backtracking over the kept iterates, from the last one backwards (H4)
+        backtrack_ids = list(config.backtrack_batches or grad_ids)
+        chosen = len(cg.iterates) - 1
+        chosen_value = self._objective(params + cg.iterates[chosen][1], backtrack_ids)
+        for index in range(len(cg.iterates) - 2, -1, -1):
+            value = self._objective(params + cg.iterates[index][1], backtrack_ids)
+            if value >= chosen_value:
+                break
+            chosen, chosen_value = index, value
+        chosen_step, direction = cg.iterates[chosen]
+
+        # ρ: actual over predicted reduction (D1); the model damped or not
+        new_objective = (chosen_value if backtrack_ids == grad_ids
+                         else self._objective(params + direction, grad_ids))
+        if config.rho_model == "damped":
+            curvature_direction = damped_product(direction)
+        else:
+            curvature_direction = (self.model.gauss_newton_product(params, curvature_batch,
+                                                                   direction, cache)
+                                   + config.weight_cost * direction)
+        slope = float(xp.sum(gradient * direction))                        # gᵀp
+        predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
+        rho = reduction_ratio(objective, new_objective, predicted)
+        next_damping = self.rule.update(damping, rho)
+
+        # line search along p (H5)
+        step_size, accepted_objective = self._line_search(params, direction, objective,
+                                                          new_objective, slope, grad_ids)
+        if step_size == 0.0:
+            next_damping = max(next_damping, damping * config.damping_boost)  # rejected: raise λ
+            new_params = params
+        else:
+            new_params = params + step_size * direction
+
+        # commit the iteration's state in one place (a Ctrl-C before here loses only this one)
+        self.params = new_params
+        self.cg_warm_start = cg.solution
+        self.damping = next_damping
+        self.iteration = iteration
+        self.cg_total += cg.n_steps
+        self._dataset_state = self._get_dataset_state()
+
+        record = {
+            "iteration": iteration,
+            "train_loss": accepted_objective - self._weight_penalty(new_params),
+            "objective": accepted_objective,
+            "test_loss": None,
+            "test_error": None,
+            "grad_norm": math.sqrt(float(xp.sum(gradient * gradient))),
+            "theta_norm": math.sqrt(float(xp.sum(new_params * new_params))),
+            "damping": damping,
+            "next_damping": next_damping,
+            "rho": rho,
+            "rho_numerator": new_objective - objective,
+            "rho_denominator": predicted,
+            "cg_steps": cg.n_steps,
+            "cg_total": self.cg_total,
+            "cg_stop": cg.stop_reason,
+            "chosen_iterate": chosen_step,
+            "line_search_step": step_size,
+            "seconds": None,
+        }
+        if config.test_every and iteration % config.test_every == 0:
+            record["test_loss"], record["test_error"] = self._evaluate_test(new_params)
+        record["seconds"] = time.perf_counter() - started
+        return record
+
+    def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
+        """(step size, objective there): the first of 1, r, r², … that passes the test, or
+        (0, objective) when none does within the allowed tries (the step is rejected)."""
+        config = self.config
+        tries = config.max_line_search if config.line_search == "armijo" else 50
+        step_size, value = 1.0, objective_at_one
+        for attempt in range(tries):
+            if attempt > 0:
+                step_size *= config.line_search_rate
+                value = self._objective(params + step_size * direction, grad_ids)
+            if config.line_search == "armijo":
+                passes = slope < 0 and value <= objective + config.armijo_c * step_size * slope
+            else:
+                passes = value < objective
+            if passes:
+                return step_size, value
+        return 0.0, objective
+
+    def _evaluate_test(self, params):
+        losses, errors, counts = 0.0, 0.0, 0.0
+        has_error = True
+        for batch_id in self.dataset.test_batches:
+            batch = self.dataset.batch(batch_id)
+            outputs = self._output_count(batch)
+            cache = self.model.forward(params, batch.inputs)
+            losses += outputs * float(self.model.loss(params, batch, cache))
+            error = self.dataset.zero_one_error(batch, cache.predictions)
+            if error is None:
+                has_error = False
+            else:
+                errors += outputs * float(error)
+            counts += outputs
+        return losses / counts, (errors / counts if has_error else None)
+
+    # -- running, checkpoints, resume ------------------------------------------------------
+    def run(self, max_iterations: int, stop: Callable[[dict], bool] | None = None) -> list[dict]:
+        """Iterate until ``self.iteration == max_iterations`` or ``stop(record)`` is true.
+
+        Checkpoints every ``save_every`` iterations, at the end, and on Ctrl-C (the last
+        completed iteration, then the KeyboardInterrupt goes on).
+        """
+        self.log.start_run(self.iteration, max_iterations)
+        try:
+            while self.iteration < max_iterations:
+                record = self.step()
+                self.history.append(record)
+                self.log.iteration(record)
+                if self.save_every and self.iteration % self.save_every == 0:
+                    self.save()
+                if stop is not None and stop(record):
+                    self.log.message(f"stop condition met at iteration {self.iteration}")
+                    break
+        except KeyboardInterrupt:
+            self.log.message(f"interrupted: saving iteration {self.iteration}")
+            self.save()
+            raise
+        self.save()
+        return self.history
+
+    def _get_dataset_state(self):
+        getter = getattr(self.dataset, "get_state", None)
+        return None if getter is None else getter()
+
+    def state_arrays_and_meta(self):
+        arrays = {"params": backend.to_numpy(self.params)}
+        if self.cg_warm_start is not None:
+            arrays["cg_warm_start"] = backend.to_numpy(self.cg_warm_start)
+        model_config = self.model.config() if hasattr(self.model, "config") else None
+        meta = {
+            "kind": "hf_run",
+            "iteration": self.iteration,
+            "damping": self.damping,
+            "cg_total": self.cg_total,
+            "seed": self.seed,
+            "dataset_state": self._dataset_state,
+            "config": self.config.to_json(),
+            "model": model_config,
+            "dtype": str(self.params.dtype).split(".")[-1],
+        }
+        return arrays, meta
+
+    def save(self, path=None):
+        """Write the state of the last completed iteration (atomic; the previous file is kept)."""
+        if path is None:
+            if self.run_dir is None:
+                return None
+            path = self.run_dir / CHECKPOINT_NAME
+        arrays, meta = self.state_arrays_and_meta()
+        return checkpoint.save(path, arrays, meta)
+
+    def resume(self, run_dir=None, *, force: bool = False) -> HF:
+        """Load the latest checkpoint of ``run_dir`` (default: this run's) into this optimizer,
+        onto this optimizer's backend, dtype and device. ``run`` then continues from it.
+
+        Refuses (ValueError naming the differences) a checkpoint whose HF settings or model
+        differ from this optimizer's, unless ``force``.
+        """
+        run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
+        if run_dir is None:
+            raise ValueError("resume needs a run_dir")
+        arrays, meta, _ = checkpoint.load_latest(run_dir / CHECKPOINT_NAME)
+        differences = _differences(meta.get("config", {}), self.config.to_json(), "config")
+        if hasattr(self.model, "config"):
+            differences += _differences(meta.get("model") or {}, self.model.config(), "model")
+        if differences and not force:
+            raise ValueError("the checkpoint was made with other settings: "
+                             + "; ".join(differences) + " (pass force=True to resume anyway)")
+        dtype, device = self.params.dtype, array_api_compat.device(self.params)
+        self.params = backend.from_host(arrays["params"], self.xp, dtype=dtype, device=device)
+        self.cg_warm_start = (backend.from_host(arrays["cg_warm_start"], self.xp, dtype=dtype,
+                                                device=device)
+                              if "cg_warm_start" in arrays else None)
+        self.damping = float(meta["damping"])
+        self.iteration = int(meta["iteration"])
+        self.cg_total = int(meta["cg_total"])
+        if meta.get("dataset_state") is not None and hasattr(self.dataset, "set_state"):
+            self.dataset.set_state(meta["dataset_state"])
+        self._dataset_state = self._get_dataset_state()
+        if self.run_dir is None:
+            self.run_dir = run_dir
+            self.log = RunLog(run_dir, echo=self.progress)
+        self.history = self.log.resume(self.iteration)
+        return self
+
+
+def _differences(saved: dict, current: dict, label: str) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [f"{label}.{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
+            for key in keys if saved.get(key) != current.get(key)]

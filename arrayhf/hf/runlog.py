@@ -1,0 +1,130 @@
+"""The logs of an HF run, as the 2011 release wrote them, plus a machine-readable one.
+
+- ``metrics.jsonl``: one JSON object per HF iteration (the record of ``HF.step``); non-finite
+  numbers are written as the strings "inf", "-inf", "nan".
+- ``results``: one human-readable line per iteration.
+- ``detailed_results``: the same lines, and between them a row every 10 CG steps: CG step, model
+  value φ, ‖x‖, ‖r‖, seconds per CG step.
+- the terminal: one line per iteration, and a live CG counter when stderr is a terminal.
+
+Every line is flushed as it is written, so a killed run loses no finished line; a torn last line
+of metrics.jsonl (a kill in mid-write) is dropped on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import sys
+
+
+def _finite_or_text(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _from_text(value):
+    return float(value) if value in ("inf", "-inf", "nan") else value
+
+
+def format_record(record: dict) -> str:
+    """The human line of one iteration."""
+    def number(key, spec):
+        value = record.get(key)
+        return "-" if value is None else format(float(value), spec)
+
+    error = record.get("test_error")
+    return (f"iter {record['iteration']:4d}  train {number('train_loss', '.6g')}  "
+            f"test {number('test_loss', '.6g')}"
+            + (f" (error {100 * error:.2f}%)" if error is not None else "")
+            + f"  |g| {number('grad_norm', '.3g')}  |θ| {number('theta_norm', '.4g')}"
+            f"  λ {number('damping', '.4g')}  ρ {number('rho', '.3f')}"
+            f" = {number('rho_numerator', '.3g')}/{number('rho_denominator', '.3g')}"
+            f"  CG {record['cg_steps']} ({record['cg_stop']}, total {record['cg_total']})"
+            f"  chose {record['chosen_iterate']}  step {number('line_search_step', '.3g')}"
+            f"  {number('seconds', '.2f')}s")
+
+
+class RunLog:
+    """Writes the logs of one run (no files when ``run_dir`` is None)."""
+
+    def __init__(self, run_dir, *, echo: bool = True, stream=None):
+        self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
+        self.echo = echo
+        self.stream = stream or sys.stdout
+        self.live = echo and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.cg_iteration = 0
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def _append(self, name: str, line: str) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / name, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _print(self, text: str) -> None:
+        if self.echo:
+            if self.live:
+                sys.stderr.write("\r\033[K")
+            print(text, file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        self._print(text)
+        self._append("results", "# " + text)
+        self._append("detailed_results", "# " + text)
+
+    def start_run(self, iteration: int, max_iterations: int) -> None:
+        where = "" if self.run_dir is None else f", logs in {self.run_dir}"
+        self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}")
+
+    def start_cg(self, iteration: int) -> None:
+        self.cg_iteration = iteration
+
+    def cg_step(self, step) -> None:
+        if step.step % 10 == 0:
+            self._append("detailed_results",
+                         f"  cg {step.step:4d}  phi {step.model_value:.6g}  |x| {step.x_norm:.4g}"
+                         f"  |r| {step.residual_norm:.4g}  {step.seconds:.4f} s/step")
+        if self.live:
+            sys.stderr.write(f"\r\033[Kiter {self.cg_iteration}: CG step {step.step}, "
+                             f"phi {step.model_value:.4g}")
+            sys.stderr.flush()
+
+    def iteration(self, record: dict) -> None:
+        line = format_record(record)
+        self._print(line)
+        self._append("results", line)
+        self._append("detailed_results", line)
+        self._append("metrics.jsonl", json.dumps(
+            {key: _finite_or_text(value) for key, value in record.items()}))
+
+    def read_metrics(self) -> list[dict]:
+        """Every complete record of metrics.jsonl (a torn last line is skipped)."""
+        if self.run_dir is None or not (self.run_dir / "metrics.jsonl").exists():
+            return []
+        records = []
+        for line in (self.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            records.append({key: _from_text(value) for key, value in record.items()})
+        return records
+
+    def resume(self, iteration: int) -> list[dict]:
+        """Keep the records up to ``iteration`` (later ones are recomputed) and return them."""
+        records = [r for r in self.read_metrics() if r["iteration"] <= iteration]
+        if self.run_dir is not None:
+            path = self.run_dir / "metrics.jsonl"
+            temporary = path.with_name(".metrics.jsonl.tmp")
+            temporary.write_text("".join(json.dumps({k: _finite_or_text(v) for k, v in r.items()})
+                                         + "\n" for r in records), encoding="utf-8")
+            os.replace(temporary, path)
+        self.message(f"resumed from the checkpoint of iteration {iteration}")
+        return records
