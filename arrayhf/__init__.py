@@ -1,10 +1,13 @@
 """arrayhf: Hessian-free optimization with hand-derived Gauss-Newton products on any array backend.
 
-The public API: models (FNN), their matching losses, the Batch container, and the backend layer.
+The public API: models (FNN), their matching losses, the Batch container and a fixed-array data
+set, the HF optimizer, and the backend layer.
 """
 
 from arrayhf import backend, curvature, losses, nonlinearities
+from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
+from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
 from arrayhf.models import FNN, Model
@@ -13,6 +16,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FNN",
+    "HF",
+    "ArrayDataset",
+    "HFConfig",
     "Batch",
     "CrossEntropy",
     "Layout",

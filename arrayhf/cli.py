@@ -24,7 +24,7 @@ CURVES_HIDDEN = ["logistic"] * 5 + ["linear"] + ["logistic"] * 5
 
 def _installed_backends(requested):
     names = []
-    for name in requested:
+    for name in dict.fromkeys(backend.backend_name(n) for n in requested):
         try:
             xp = backend.namespace(name)
         except backend.BackendError as error:

@@ -158,3 +158,10 @@ def test_arguments_are_checked(xp, device):
     _, b_x, short = on_backend(xp, device, matrix, b, np.zeros(3))
     with pytest.raises(ValueError, match=r"expected x0 of shape \[4\], got \[3\]"):
         conjugate_gradient(lambda x: x, b_x, short)
+
+
+def test_a_non_finite_start_returns_the_start_as_its_only_iterate(xp, device):
+    b_x = backend.from_host(np.array([1.0, np.nan, 0.0]), xp, device=device)
+    result = conjugate_gradient(lambda x: x, b_x)
+    assert result.stop_reason == "not_finite"
+    assert [step for step, _ in result.iterates] == [0]

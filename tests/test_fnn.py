@@ -356,3 +356,32 @@ def test_structural_damping_is_refused_for_a_feedforward_net(small):
     with pytest.raises(ValueError, match="no structural damping term"):
         small.model.gauss_newton_product(small.params, small.batch, small.v,
                                          structural_damping=0.1)
+
+
+# -- per-case squared gradients (Martens' preconditioner) ----------------------------------
+def test_per_case_squared_gradient_matches_per_case_oracle_gradients(problem):
+    """(1/N) Σ_p m_p g_p², g_p = ∇ℓ_p: against torch.func's per-case gradients (vmap of grad),
+    and against this model's own gradient on one-row batches (itself checked by central
+    differences above)."""
+    from torch.func import grad, vmap
+
+    model, params, batch = problem.model, problem.params, problem.batch
+    squared = model.per_case_squared_gradient(params, batch)
+    inputs, targets = oracle.tensor(problem.host["inputs"]), oracle.tensor(problem.host["targets"])
+    mask = (np.ones(N_CASES) if problem.host["mask"] is None else problem.host["mask"])
+
+    def case_loss(theta, row, target):
+        z = oracle.fnn_net_output(problem.sizes, problem.hidden_names, theta, row[None, :])
+        return oracle.loss_of_net_output(problem.output, z, target[None, :])
+
+    per_case = vmap(grad(case_loss), in_dims=(None, 0, 0))(
+        oracle.tensor(problem.host["params"]), inputs, targets)
+    expected = (oracle.tensor(mask)[:, None] * per_case**2).sum(0) / mask.sum()
+    assert relative_error(squared, expected) <= ORACLE_TOLERANCE
+
+    by_rows = np.zeros(model.n_params)
+    for row in np.flatnonzero(mask):
+        one = arrayhf.Batch(problem.to_xp(problem.host["inputs"][row:row + 1]),
+                            problem.to_xp(problem.host["targets"][row:row + 1]))
+        by_rows += host(model.gradient(params, one)) ** 2
+    assert relative_error(squared, by_rows / mask.sum()) <= ORACLE_TOLERANCE

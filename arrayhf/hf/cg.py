@@ -132,6 +132,7 @@ def conjugate_gradient(
     result = CGResult(solution=x, model_values=model_values)
     if not math.isfinite(model_values[0]) or not math.isfinite(residual_dot):
         result.stop_reason = STOP_NOT_FINITE
+        result.iterates.append((0, x))
         return result
 
     step = 0

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 
 def reduction_ratio(old_loss: float, new_loss: float, predicted_reduction: float) -> float:
-    """ρ of eq. (D1); −∞ when the new loss is not finite or not below the old one... unless the
-    model predicted no decrease either (then 0, which raises λ)."""
+    """ρ of eq. (D1). −∞ when the new loss is not finite or rose; 0 when the model predicted no
+    decrease (both raise λ)."""
     if not math.isfinite(new_loss) or new_loss > old_loss:
         return -math.inf
     if not math.isfinite(predicted_reduction) or predicted_reduction >= 0.0:

@@ -207,9 +207,11 @@ class HF:
         params = self.params
         grad_ids = self._train_ids()
         objective, gradient = self._loss_and_gradient(params, grad_ids)
-        if not math.isfinite(objective):
-            raise FloatingPointError(f"iteration {iteration}: the loss at the current parameters "
-                                     f"is {objective}; the parameters are not usable")
+        gradient_norm = math.sqrt(float(xp.sum(gradient * gradient)))
+        if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
+            raise FloatingPointError(
+                f"iteration {iteration}: at the current parameters the objective is {objective} "
+                f"and |gradient| is {gradient_norm}: check the data for NaN/Inf")
 
         damping = self.damping
         structural = structural_damping_coefficient(damping, config.structural_damping_mu)
@@ -282,7 +284,7 @@ class HF:
             "objective": accepted_objective,
             "test_loss": None,
             "test_error": None,
-            "grad_norm": math.sqrt(float(xp.sum(gradient * gradient))),
+            "grad_norm": gradient_norm,
             "theta_norm": math.sqrt(float(xp.sum(new_params * new_params))),
             "damping": damping,
             "next_damping": next_damping,
@@ -305,6 +307,8 @@ class HF:
         """(step size, objective there): the first of 1, r, r², … that passes the test, or
         (0, objective) when none does within the allowed tries (the step is rejected)."""
         config = self.config
+        if config.line_search == "armijo" and not slope < 0:
+            return 0.0, objective   # not a descent direction: no step length can pass
         tries = config.max_line_search if config.line_search == "armijo" else 50
         step_size, value = 1.0, objective_at_one
         for attempt in range(tries):
