@@ -10,7 +10,7 @@ from arrayhf.data.batch import Batch
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
-from arrayhf.models import FNN, Model
+from arrayhf.models import FNN, RNN, Model
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "Layout",
     "MatchingLoss",
     "Model",
+    "RNN",
     "SoftmaxCrossEntropy",
     "SquaredError",
     "backend",

@@ -76,3 +76,58 @@ def oracle_products(net_output_fn, output, params, v, targets, mask=None):
     _, pullback = vjp(net_output_fn, params)
     (gauss_newton_v,) = pullback(curvature_output)
     return loss_value, gradient, jacobian_v, gauss_newton_v
+
+
+def rnn_blocks(config, params):
+    """The RNN's blocks from its flat vector, in the layout order W_xh, W_hh, [b_h], W_hy, [b_y],
+    h_0."""
+    n_in, n_h, n_out = config["n_inputs"], config["n_hidden"], config["n_outputs"]
+    shapes = [("W_xh", (n_in, n_h)), ("W_hh", (n_h, n_h))]
+    if config["biases"]:
+        shapes.append(("b_h", (n_h,)))
+    shapes.append(("W_hy", (n_h, n_out)))
+    if config["biases"]:
+        shapes.append(("b_y", (n_out,)))
+    shapes.append(("h_0", (n_h,)))
+    blocks, offset = {}, 0
+    for name, shape in shapes:
+        size = int(np.prod(shape))
+        blocks[name] = params[offset:offset + size].reshape(shape)
+        offset += size
+    assert offset == params.numel()
+    return blocks
+
+
+def rnn_pre_activations_and_net_output(config, params, inputs):
+    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition."""
+    blocks = rnn_blocks(config, params)
+    activation = _ACTIVATIONS[config["hidden"]]
+    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
+    pres, hiddens = [], []
+    for step in range(inputs.shape[0]):
+        pre = inputs[step] @ blocks["W_xh"] + hidden @ blocks["W_hh"]
+        if config["biases"]:
+            pre = pre + blocks["b_h"]
+        hidden = activation(pre)
+        pres.append(pre)
+        hiddens.append(hidden)
+    z = torch.stack(hiddens) @ blocks["W_hy"]
+    if config["biases"]:
+        z = z + blocks["b_y"]
+    return torch.stack(pres), z
+
+
+def rnn_net_output(config, params, inputs):
+    return rnn_pre_activations_and_net_output(config, params, inputs)[1]
+
+
+def rnn_structural_product(config, params, inputs, v, count):
+    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func, f' from torch's own derivative of f."""
+    def pre_fn(p):
+        return rnn_pre_activations_and_net_output(config, p, inputs)[0]
+
+    pre, jacobian_v = jvp(pre_fn, (params,), (v,))
+    activation = _ACTIVATIONS[config["hidden"]]
+    slope = jvp(activation, (pre,), (torch.ones_like(pre),))[1]
+    _, pullback = vjp(pre_fn, params)
+    return pullback(config["structural_curvature"] * slope * jacobian_v / count)[0]

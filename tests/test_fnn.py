@@ -1,10 +1,6 @@
-"""FNN: gradient, R-forward and Gauss-Newton product against central finite differences and the
-torch.func oracle, the Gauss-Newton identities, dtype/device, initialization and bad input.
-
-Tolerances (float64): relative error ≤ 1e-7 against central differences (step 1e-5, whose own
-error is ~1e-10), ≤ 1e-10 against torch.func, ≤ 1e-12 for identities that hold exactly in exact
-arithmetic (symmetry, linearity).
-"""
+"""FNN specifics: masks, dtype/device, initialization, reproducibility across backends, bad input,
+and the per-case squared gradients of Martens' preconditioner. The derivative checks every model
+shares (finite differences, torch.func, identities) are in test_model_derivatives.py."""
 
 from __future__ import annotations
 
@@ -16,182 +12,24 @@ import arrayhf
 from arrayhf import backend
 
 import oracle
+import problems
 from helpers import (
     assert_matches,
-    central_difference,
-    finite_difference_jacobian,
     host,
     relative_error,
 )
 
-FD_TOLERANCE = 1e-7
 ORACLE_TOLERANCE = 1e-10
-EXACT_TOLERANCE = 1e-12
-
-# (layer sizes, hidden nonlinearities, output, masked)
-ARCHITECTURES = {
-    "tanh-softmax": ([4, 6, 3], ["tanh"], "softmax", False),
-    "tanh-softmax-masked": ([4, 6, 3], ["tanh"], "softmax", True),
-    "logistic-relu-logistic-masked": ([5, 7, 6, 2], ["logistic", "relu"], "logistic", True),
-    "autoencoder-linear": ([3, 5, 4, 5, 3], ["tanh", "linear", "logistic"], "linear", False),
-    "autoencoder-linear-masked": ([3, 5, 4, 5, 3], ["tanh", "linear", "logistic"], "linear", True),
-    "no-hidden-layer-softmax": ([6, 4], [], "softmax", True),
-}
-N_CASES = 7
+N_CASES = problems.N_CASES
 
 
-def host_targets(rng, output, n_cases, n_outputs):
-    if output == "linear":
-        return rng.standard_normal((n_cases, n_outputs))
-    if output == "logistic":
-        return rng.uniform(size=(n_cases, n_outputs))  # soft targets in [0, 1]
-    return np.eye(n_outputs)[rng.integers(0, n_outputs, n_cases)]
+def Problem(name, xp, device, dtype="float64", seed=0):  # noqa: N802 (reads as a constructor)
+    return problems.fnn_problem(name, xp, device, dtype=dtype, seed=seed)
 
 
-def host_mask(rng, n_cases):
-    mask = (rng.uniform(size=n_cases) < 0.6).astype(np.float64)
-    mask[0] = 1.0  # at least one output counts
-    return mask
-
-
-class Problem:
-    """A model, parameters, a batch and two directions, on the backend and on the host."""
-
-    def __init__(self, name, xp, device, dtype="float64", seed=0):
-        sizes, hidden, output, masked = ARCHITECTURES[name]
-        self.sizes, self.hidden_names, self.output = sizes, hidden, output
-        self.xp, self.device = xp, device
-        self.dtype = backend.resolve_dtype(xp, dtype)
-        self.model = arrayhf.FNN(sizes, hidden=hidden, output=output)
-        rng = np.random.default_rng(seed)
-        self.host = {
-            # dense init: weights of every size, so no unit sits in a flat region by accident
-            "params": host(self.model.init(seed, scheme="dense", scale=1.5)),
-            "inputs": rng.standard_normal((N_CASES, sizes[0])),
-            "targets": host_targets(rng, output, N_CASES, sizes[-1]),
-            "mask": host_mask(rng, N_CASES) if masked else None,
-            "v": rng.standard_normal(self.model.n_params),
-            "u": rng.standard_normal(self.model.n_params),
-        }
-        self.params, self.v, self.u = (self.to_xp(self.host[k]) for k in ("params", "v", "u"))
-        self.batch = arrayhf.Batch(self.to_xp(self.host["inputs"]),
-                                   self.to_xp(self.host["targets"]),
-                                   None if self.host["mask"] is None else self.to_xp(
-                                       self.host["mask"]))
-
-    def to_xp(self, array):
-        return backend.from_host(array, self.xp, dtype=self.dtype, device=self.device)
-
-    # host functions of a host parameter vector, for finite differences
-    def loss_at(self, params):
-        return self.model.loss(self.to_xp(params), self.batch)
-
-    def net_output_at(self, params):
-        return self.model.forward(self.to_xp(params), self.batch.inputs).net_output
-
-    def oracle(self):
-        as_tensor = oracle.tensor
-        inputs = as_tensor(self.host["inputs"])
-        mask = None if self.host["mask"] is None else as_tensor(self.host["mask"])
-
-        def net_output_fn(params):
-            return oracle.fnn_net_output(self.sizes, self.hidden_names, params, inputs)
-
-        return oracle.oracle_products(net_output_fn, self.output, as_tensor(self.host["params"]),
-                                      as_tensor(self.host["v"]), as_tensor(self.host["targets"]),
-                                      mask)
-
-
-@pytest.fixture(params=list(ARCHITECTURES))
+@pytest.fixture(params=list(problems.FNN_ARCHITECTURES))
 def problem(request, xp, device):
     return Problem(request.param, xp, device)
-
-
-# -- against central finite differences ----------------------------------------------------
-def test_gradient_matches_central_differences(problem):
-    theta = problem.host["params"]
-    fd_gradient = finite_difference_jacobian(problem.loss_at, theta)[0]
-    gradient = problem.model.gradient(problem.params, problem.batch)
-    assert relative_error(gradient, fd_gradient) <= FD_TOLERANCE
-
-
-def test_r_forward_matches_central_differences(problem):
-    cache = problem.model.forward(problem.params, problem.batch.inputs)
-    r_net_output = problem.model.r_forward(problem.params, problem.v, problem.batch.inputs, cache)
-    fd = central_difference(problem.net_output_at, problem.host["params"], problem.host["v"])
-    assert relative_error(r_net_output, fd) <= FD_TOLERANCE
-
-
-def test_gauss_newton_product_matches_finite_difference_factors(problem):
-    """G v against J_fdᵀ H_fd J_fd v: J by central differences of z(θ), H_L by central
-    differences of dL/dz (itself checked against the loss in test_losses.py)."""
-    model, batch = problem.model, problem.batch
-    z = host(model.forward(problem.params, batch.inputs).net_output)
-    jacobian = finite_difference_jacobian(problem.net_output_at, problem.host["params"])
-    jacobian_v = (jacobian @ problem.host["v"]).reshape(z.shape)
-
-    def delta_at(net_output):
-        return model.output.delta(problem.to_xp(net_output), batch.targets, batch.mask)
-
-    curvature_output = central_difference(delta_at, z, jacobian_v)
-    fd_product = jacobian.T @ curvature_output.reshape(-1)
-    product = model.gauss_newton_product(problem.params, batch, problem.v)
-    assert relative_error(product, fd_product) <= FD_TOLERANCE
-
-
-# -- against the torch.func oracle (float64) -----------------------------------------------
-def test_loss_gradient_jvp_and_gv_match_torch_func(problem):
-    loss, gradient, jacobian_v, gauss_newton_v = problem.oracle()
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    assert relative_error(model.loss(params, batch, cache), loss) <= EXACT_TOLERANCE
-    assert relative_error(model.gradient(params, batch, cache), gradient) <= ORACLE_TOLERANCE
-    assert relative_error(model.r_forward(params, problem.v, batch.inputs, cache),
-                          jacobian_v) <= ORACLE_TOLERANCE
-    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
-                          gauss_newton_v) <= ORACLE_TOLERANCE
-
-
-# -- identities ----------------------------------------------------------------------------
-def test_gauss_newton_is_symmetric(problem):
-    xp, model = problem.xp, problem.model
-    cache = model.forward(problem.params, problem.batch.inputs)
-    u_g_v = float(xp.sum(problem.u * model.gauss_newton_product(problem.params, problem.batch,
-                                                                 problem.v, cache)))
-    v_g_u = float(xp.sum(problem.v * model.gauss_newton_product(problem.params, problem.batch,
-                                                                 problem.u, cache)))
-    assert abs(u_g_v - v_g_u) <= EXACT_TOLERANCE * max(abs(u_g_v), 1e-300)
-
-
-def test_gauss_newton_is_positive_semidefinite(problem, xp):
-    """vᵀGv ≥ 0 for 20 random v, and vᵀGv = (Jv)ᵀ H_L (Jv) as computed from R-forward."""
-    model, batch = problem.model, problem.batch
-    cache = model.forward(problem.params, batch.inputs)
-    rng = np.random.default_rng(1)
-    for _ in range(20):
-        v = problem.to_xp(rng.standard_normal(model.n_params))
-        curvature = float(xp.sum(v * model.gauss_newton_product(problem.params, batch, v, cache)))
-        assert curvature >= 0.0
-        jacobian_v = model.r_forward(problem.params, v, batch.inputs, cache)
-        weighted = float(xp.sum(jacobian_v * model.output.hessian_vector(
-            cache.net_output, jacobian_v, batch.mask, targets=batch.targets)))
-        assert abs(curvature - weighted) <= EXACT_TOLERANCE * max(abs(weighted), 1e-300)
-
-
-def test_gauss_newton_is_linear_in_v(problem):
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    combined = model.gauss_newton_product(params, batch, 2.5 * problem.u - 0.75 * problem.v, cache)
-    separate = (2.5 * model.gauss_newton_product(params, batch, problem.u, cache)
-                - 0.75 * model.gauss_newton_product(params, batch, problem.v, cache))
-    assert relative_error(combined, separate) <= EXACT_TOLERANCE
-
-
-def test_cached_forward_pass_gives_the_same_products(problem):
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
-                          model.gauss_newton_product(params, batch, problem.v)) == 0.0
 
 
 def test_masked_positions_do_not_count(xp, device):
@@ -221,17 +59,6 @@ def test_outputs_keep_dtype_and_device(xp, device, dtype):
                    model.gauss_newton_product(params, batch, problem.v, cache),
                    model.init(3, xp=xp, dtype=dtype, device=device)):
         assert_matches(result, **expected)
-
-
-def test_float32_agrees_with_the_float64_oracle(xp, device):
-    """float32 runs the same maths: within float32 rounding (1e-4 relative) of the oracle."""
-    problem = Problem("tanh-softmax-masked", xp, device, dtype="float32")
-    loss, gradient, _, gauss_newton_v = problem.oracle()
-    model, params, batch = problem.model, problem.params, problem.batch
-    assert relative_error(model.loss(params, batch), loss) <= 1e-5
-    assert relative_error(model.gradient(params, batch), gradient) <= 1e-4
-    assert relative_error(model.gauss_newton_product(params, batch, problem.v),
-                          gauss_newton_v) <= 1e-4
 
 
 # -- initialization and reproducibility ----------------------------------------------------
@@ -371,7 +198,7 @@ def test_per_case_squared_gradient_matches_per_case_oracle_gradients(problem):
     mask = (np.ones(N_CASES) if problem.host["mask"] is None else problem.host["mask"])
 
     def case_loss(theta, row, target):
-        z = oracle.fnn_net_output(problem.sizes, problem.hidden_names, theta, row[None, :])
+        z = problem.oracle_net_output(theta, row[None, :])
         return oracle.loss_of_net_output(problem.output, z, target[None, :])
 
     per_case = vmap(grad(case_loss), in_dims=(None, 0, 0))(

@@ -2,5 +2,6 @@
 
 from arrayhf.models.base import Model
 from arrayhf.models.fnn import FNN
+from arrayhf.models.rnn import RNN
 
-__all__ = ["FNN", "Model"]
+__all__ = ["FNN", "RNN", "Model"]

@@ -1,0 +1,244 @@
+"""Recurrent network (the 2011 release's ``opt.m.rnn.rnn``) with hand-derived forward, R-forward,
+backpropagation through time and structural damping.
+
+Time-major sequences: inputs x ``[T, B, n_in]``, mask ``[T, B]``. For t = 1 … T, with a learned
+initial state h_0 (one row, shared by every sequence):
+
+    a_t = x_t W_xh + h_{t−1} W_hh + b_h,   h_t = f(a_t),   z_t = h_t W_hy + b_y
+
+(derivations/rnn.md, eq. (R1)-(R3)); the output nonlinearity and loss come from a MatchingLoss and
+any subset of time steps counts, through the mask. The three passes mirror each other line by
+line. Everything that does not depend on the previous time step (x_t W_xh, h_t W_hy, the weight
+gradients) is one batched matrix product over all steps; the per-step loops do one product with
+W_hh and elementwise work, and never pull a Python float.
+
+Structural damping (Martens & Sutskever 2011, derivations/structural-damping.md): the penalty
+λμ·D(h(θ), h(θ_n)) on the hidden states adds λμ S to the curvature, S v = J_aᵀ Κ J_a v with J_a
+the Jacobian of the pre-activations a_t and Κ = κ·diag(f'(a_t)) (κ = 0.25 as in the release).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from arrayhf import backend, initialization, losses, nonlinearities
+from arrayhf.layout import Layout
+from arrayhf.models.base import Model
+
+
+@dataclass(frozen=True)
+class RNNCache:
+    """The forward pass, kept for R-forward and BPTT.
+
+    hiddens: [T, B, n_h] stacked h_1 … h_T; previous_hiddens: [T, B, n_h] stacked h_0 … h_{T−1}
+    (h_0 broadcast over the batch); slopes: [T, B, n_h] f'(a_t); net_output: z [T, B, n_out];
+    predictions: g(z).
+    """
+
+    hiddens: Any
+    previous_hiddens: Any
+    slopes: Any
+    net_output: Any
+    predictions: Any
+
+
+class RNN(Model):
+    """Recurrent network with a learned initial state.
+
+    Parameters
+    ----------
+    n_inputs, n_hidden, n_outputs : int
+    hidden : str
+        Hidden nonlinearity f ("tanh", "logistic", "relu", "linear").
+    output : str or MatchingLoss
+        "linear" (squared error), "logistic" (binary cross-entropy), "softmax".
+    biases : bool
+        With b_h and b_y (the 2011 release had none).
+    structural_curvature : float
+        κ of the structural damping term Κ = κ·diag(f'(a_t)) (the release: 0.25 for tanh).
+
+    Parameter blocks, in order: ``W_xh`` [n_in, n_h], ``W_hh`` [n_h, n_h], ``b_h`` [n_h],
+    ``W_hy`` [n_h, n_out], ``b_y`` [n_out] (the biases only when ``biases``), ``h_0`` [n_h].
+    """
+
+    data_axes = 2
+
+    def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int, hidden="tanh",
+                 output="linear", biases: bool = True, structural_curvature: float = 0.25):
+        for name, value in (("n_inputs", n_inputs), ("n_hidden", n_hidden),
+                            ("n_outputs", n_outputs)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"expected {name} a positive int, got {value!r}")
+        if not structural_curvature >= 0:
+            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
+        self.n_inputs, self.n_hidden, self.n_outputs = n_inputs, n_hidden, n_outputs
+        self.hidden = nonlinearities.get(hidden)
+        self.output = losses.get(output)
+        self.biases = biases
+        self.structural_curvature = structural_curvature
+        blocks = [("W_xh", (n_inputs, n_hidden)), ("W_hh", (n_hidden, n_hidden))]
+        if biases:
+            blocks.append(("b_h", (n_hidden,)))
+        blocks.append(("W_hy", (n_hidden, n_outputs)))
+        if biases:
+            blocks.append(("b_y", (n_outputs,)))
+        blocks.append(("h_0", (n_hidden,)))
+        self.layout = Layout(blocks)
+
+    def __repr__(self) -> str:
+        return (f"RNN({self.n_inputs}, {self.n_hidden}, {self.n_outputs}, "
+                f"hidden={self.hidden.name!r}, output={self.output.name!r}, "
+                f"biases={self.biases})")
+
+    def config(self) -> dict:
+        """The constructor arguments, as JSON-ready values."""
+        return {"class": "RNN", "n_inputs": self.n_inputs, "n_hidden": self.n_hidden,
+                "n_outputs": self.n_outputs, "hidden": self.hidden.name,
+                "output": self.output.name, "biases": self.biases,
+                "structural_curvature": self.structural_curvature}
+
+    # -- initialization (host RNG, same numbers on every backend) --------------------------
+    def init(self, seed, *, xp=None, dtype=None, device=None, scheme: str = "release",
+             scale: float | None = None, n_nonzero: int = 15, input_scale: float = 0.25):
+        """Initial θ drawn on the host from ``seed``.
+
+        ``scheme="release"`` (the 2011 demo): every unit gets ``n_nonzero`` nonzero incoming
+        weights from N(0, scale²) with scale 1/√15, then W_xh × ``input_scale`` (0.25); biases
+        and h_0 zero. ``"sparse"``: the same with scale 1 and no input scaling (Martens).
+        ``"dense"``: N(0, scale²/fan_in) everywhere (scale 1).
+        """
+        if scheme not in ("release", "sparse", "dense"):
+            raise ValueError(f"expected scheme 'release', 'sparse' or 'dense', got {scheme!r}")
+        if scale is None:
+            scale = 1.0 / math.sqrt(15.0) if scheme == "release" else 1.0
+        rng = backend.host_rng(seed)
+        host_blocks = {}
+        for name in ("W_xh", "W_hh", "W_hy"):
+            fan_in, fan_out = self.layout.shapes[name]
+            if scheme == "dense":
+                host_blocks[name] = initialization.dense_weights(rng, fan_in, fan_out,
+                                                                 scale=scale)
+            else:
+                host_blocks[name] = initialization.sparse_weights(
+                    rng, fan_in, fan_out, n_nonzero=n_nonzero, scale=scale)
+        if scheme == "release":
+            host_blocks["W_xh"] = input_scale * host_blocks["W_xh"]
+        for name in ("b_h", "b_y", "h_0"):
+            if name in self.layout.shapes:
+                host_blocks[name] = [0.0] * self.layout.shapes[name][0]
+        return initialization.pack(self.layout, host_blocks, xp, dtype=dtype, device=device)
+
+    # -- the three passes, side by side ----------------------------------------------------
+    def _forward(self, params, inputs, *, xp):
+        """Forward pass, derivations/rnn.md eq. (R1)-(R3)."""
+        blocks = self.layout.unflatten(params)
+        input_part = inputs @ blocks["W_xh"]                              # x_t W_xh, every t
+        if self.biases:
+            input_part = input_part + blocks["b_h"]
+        hidden = xp.broadcast_to(blocks["h_0"], (inputs.shape[1], self.n_hidden))
+        previous, hiddens = [], []
+        for step in range(inputs.shape[0]):
+            previous.append(hidden)
+            pre = input_part[step, ...] + hidden @ blocks["W_hh"]          # (R1) a_t
+            hidden = self.hidden.value(xp, pre)                           # (R2) h_t = f(a_t)
+            hiddens.append(hidden)
+        hiddens = xp.stack(hiddens)
+        net_output = hiddens @ blocks["W_hy"]                             # (R3) z_t
+        if self.biases:
+            net_output = net_output + blocks["b_y"]
+        return RNNCache(hiddens=hiddens, previous_hiddens=xp.stack(previous),
+                        slopes=self.hidden.slope(xp, hiddens), net_output=net_output,
+                        predictions=self.output._predict(xp, net_output))
+
+    def _r_forward(self, params, v, inputs, cache, *, xp, with_pre=False):
+        """R-forward pass R{z} = J v, derivations/rnn.md eq. (R4)-(R6): the forward pass with
+        R{·} applied line by line; v's blocks are R{W_xh}, R{W_hh}, R{b_h}, R{W_hy}, R{b_y},
+        R{h_0}. With ``with_pre`` it also returns R{a} [T, B, n_h] (for structural damping)."""
+        blocks = self.layout.unflatten(params)
+        directions = self.layout.unflatten(v)
+        # the part of R{a_t} free of R{h_{t−1}}: x_t R{W_xh} + h_{t−1} R{W_hh} + R{b_h}
+        direct_part = inputs @ directions["W_xh"] + cache.previous_hiddens @ directions["W_hh"]
+        if self.biases:
+            direct_part = direct_part + directions["b_h"]
+        r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
+        r_pres, r_hiddens = [], []
+        for step in range(inputs.shape[0]):
+            r_pre = direct_part[step, ...] + r_hidden @ blocks["W_hh"]     # (R4) R{a_t}
+            r_hidden = cache.slopes[step, ...] * r_pre                    # (R5) R{h_t}
+            r_pres.append(r_pre)
+            r_hiddens.append(r_hidden)
+        r_net_output = (xp.stack(r_hiddens) @ blocks["W_hy"]              # (R6) R{z_t}
+                        + cache.hiddens @ directions["W_hy"])
+        if self.biases:
+            r_net_output = r_net_output + directions["b_y"]
+        return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
+
+    def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
+        """Backpropagation through time Jᵀ δ, derivations/rnn.md eq. (R7)-(R12): the forward
+        lines in reverse. ``delta_pre_extra`` [T, B, n_h] is added to every δa_t (the structural
+        damping term's Jᵀ, eq. (S3))."""
+        blocks = self.layout.unflatten(params)
+        delta_from_output = delta_net_output @ blocks["W_hy"].T           # (R7) δz_t W_hyᵀ
+        delta_pre = xp.zeros_like(cache.hiddens[0, ...])                  # δa_{T+1} = 0
+        delta_pres = []
+        for step in range(inputs.shape[0] - 1, -1, -1):
+            delta_hidden = delta_from_output[step, ...] + delta_pre @ blocks["W_hh"].T  # (R8) δh_t
+            delta_pre = cache.slopes[step, ...] * delta_hidden            # (R9) δa_t
+            if delta_pre_extra is not None:
+                delta_pre = delta_pre + delta_pre_extra[step, ...]
+            delta_pres.append(delta_pre)
+        delta_pres = xp.stack(delta_pres[::-1])                           # [T, B, n_h]
+        flat = _flatten_time
+        gradient_blocks = {
+            "W_xh": flat(xp, inputs).T @ flat(xp, delta_pres),                        # (R10)
+            "W_hh": flat(xp, cache.previous_hiddens).T @ flat(xp, delta_pres),        # (R10)
+            "W_hy": flat(xp, cache.hiddens).T @ flat(xp, delta_net_output),           # (R11)
+            "h_0": xp.sum(delta_pres[0, ...] @ blocks["W_hh"].T, axis=0),             # (R12)
+        }
+        if self.biases:
+            gradient_blocks["b_h"] = xp.sum(delta_pres, axis=(0, 1))                 # (R10)
+            gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))           # (R11)
+        return self.layout.flatten(gradient_blocks)
+
+    # -- structural damping ----------------------------------------------------------------
+    def _structural_weights(self, xp, batch, cache):
+        """Κ_t / N: κ f'(a_t), over N (the loss's count of unmasked outputs), eq. (S2)."""
+        if batch.mask is None:
+            count = math.prod(batch.targets.shape[:-1])
+        else:
+            count = xp.sum(xp.astype(batch.mask, cache.slopes.dtype))
+        return (self.structural_curvature / count) * cache.slopes
+
+    def structural_damping_product(self, params, batch, v, cache=None):
+        """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3))."""
+        xp = self._check_batch(params, batch)
+        if cache is None:
+            cache = self.forward(params, batch.inputs)
+        _, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp, with_pre=True)
+        zero_output = xp.zeros_like(cache.net_output)
+        return self._backprop(params, batch.inputs, cache, zero_output, xp=xp,
+                              delta_pre_extra=self._structural_weights(xp, batch, cache) * r_pre)
+
+    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
+        """(G + structural_damping · S) v in one R-forward and one BPTT pass (eq. (S4)):
+        the structural term enters BPTT as an extra δa_t, so it costs no extra pass."""
+        if structural_damping == 0.0:
+            return super().gauss_newton_product(params, batch, v, cache)
+        xp = self._check_batch(params, batch)
+        if cache is None:
+            cache = self.forward(params, batch.inputs)
+        r_net_output, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp,
+                                              with_pre=True)
+        curvature_output = self.output.hessian_vector(
+            cache.net_output, r_net_output, batch.mask, targets=batch.targets,
+            predictions=cache.predictions)
+        extra = structural_damping * self._structural_weights(xp, batch, cache) * r_pre
+        return self._backprop(params, batch.inputs, cache, curvature_output, xp=xp,
+                              delta_pre_extra=extra)
+
+
+def _flatten_time(xp, array):
+    """[T, B, n] -> [T·B, n]: sums over time and batch become one matrix product."""
+    return xp.reshape(array, (array.shape[0] * array.shape[1], array.shape[2]))

@@ -1,0 +1,137 @@
+"""Test problems: a model, parameters, a batch and two directions, on the backend and on the host,
+with the torch oracle's net-output function beside them. Shared by every model's tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import arrayhf
+from arrayhf import backend
+
+import oracle
+from helpers import host
+
+# (layer sizes, hidden nonlinearities, output, masked)
+FNN_ARCHITECTURES = {
+    "tanh-softmax": ([4, 6, 3], ["tanh"], "softmax", False),
+    "tanh-softmax-masked": ([4, 6, 3], ["tanh"], "softmax", True),
+    "logistic-relu-logistic-masked": ([5, 7, 6, 2], ["logistic", "relu"], "logistic", True),
+    "autoencoder-linear": ([3, 5, 4, 5, 3], ["tanh", "linear", "logistic"], "linear", False),
+    "autoencoder-linear-masked": ([3, 5, 4, 5, 3], ["tanh", "linear", "logistic"], "linear", True),
+    "no-hidden-layer-softmax": ([6, 4], [], "softmax", True),
+}
+# RNN(n_inputs, n_hidden, n_outputs, hidden, output, biases) and its mask:
+# "last": one output per sequence, at its last step, lengths 5..7 (padded, variable length);
+# "random": random steps count; None: every step counts.
+RNN_CONFIGURATIONS = {
+    "tanh-linear-last-step": (dict(n_inputs=2, n_hidden=6, n_outputs=1, hidden="tanh",
+                                   output="linear", biases=True), "last"),
+    "tanh-softmax-no-biases": (dict(n_inputs=3, n_hidden=5, n_outputs=4, hidden="tanh",
+                                    output="softmax", biases=False), "random"),
+    "logistic-logistic-every-step": (dict(n_inputs=2, n_hidden=5, n_outputs=2, hidden="logistic",
+                                          output="logistic", biases=True), None),
+}
+N_CASES, N_STEPS = 7, 7
+
+
+def host_targets(rng, output, shape):
+    if output == "linear":
+        return rng.standard_normal(shape)
+    if output == "logistic":
+        return rng.uniform(size=shape)  # soft targets in [0, 1]
+    return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]
+
+
+class Problem:
+    """A model and its data on (xp, dtype, device), their host copies, and the oracle."""
+
+    def __init__(self, model, host_arrays, oracle_net_output, xp, device, dtype="float64"):
+        self.model, self.host = model, host_arrays
+        self.oracle_net_output = oracle_net_output
+        self.output = model.output.name
+        self.xp, self.device = xp, device
+        self.dtype = backend.resolve_dtype(xp, dtype)
+        self.params, self.v, self.u = (self.to_xp(host_arrays[k]) for k in ("params", "v", "u"))
+        mask = host_arrays["mask"]
+        self.batch = arrayhf.Batch(self.to_xp(host_arrays["inputs"]),
+                                   self.to_xp(host_arrays["targets"]),
+                                   None if mask is None else self.to_xp(mask))
+
+    def to_xp(self, array):
+        return backend.from_host(array, self.xp, dtype=self.dtype, device=self.device)
+
+    # host functions of a host parameter vector, for finite differences
+    def loss_at(self, params):
+        return self.model.loss(self.to_xp(params), self.batch)
+
+    def net_output_at(self, params):
+        return self.model.forward(self.to_xp(params), self.batch.inputs).net_output
+
+    def tensors(self):
+        """(params, inputs, targets, mask, v) as float64 torch tensors."""
+        mask = None if self.host["mask"] is None else oracle.tensor(self.host["mask"])
+        return (oracle.tensor(self.host["params"]), oracle.tensor(self.host["inputs"]),
+                oracle.tensor(self.host["targets"]), mask, oracle.tensor(self.host["v"]))
+
+    def oracle(self):
+        """(loss, gradient, J v, G v) by torch.func."""
+        params, inputs, targets, mask, v = self.tensors()
+        return oracle.oracle_products(lambda p: self.oracle_net_output(p, inputs), self.output,
+                                      params, v, targets, mask)
+
+
+def fnn_problem(name, xp, device, dtype="float64", seed=0):
+    sizes, hidden, output, masked = FNN_ARCHITECTURES[name]
+    model = arrayhf.FNN(sizes, hidden=hidden, output=output)
+    rng = np.random.default_rng(seed)
+    mask = None
+    inputs = rng.standard_normal((N_CASES, sizes[0]))
+    targets = host_targets(rng, output, (N_CASES, sizes[-1]))
+    if masked:
+        mask = (rng.uniform(size=N_CASES) < 0.6).astype(np.float64)
+        mask[0] = 1.0  # at least one output counts
+    host_arrays = {
+        # dense init: weights of every size, so no unit sits in a flat region by accident
+        "params": host(model.init(seed, scheme="dense", scale=1.5)),
+        "inputs": inputs, "targets": targets, "mask": mask,
+        "v": rng.standard_normal(model.n_params), "u": rng.standard_normal(model.n_params),
+    }
+    return Problem(model, host_arrays,
+                   lambda p, x: oracle.fnn_net_output(sizes, hidden, p, x), xp, device, dtype)
+
+
+def rnn_problem(name, xp, device, dtype="float64", seed=0):
+    config, mask_kind = RNN_CONFIGURATIONS[name]
+    model = arrayhf.RNN(**config)
+    rng = np.random.default_rng(seed)
+    shape = (N_STEPS, N_CASES)
+    inputs = rng.standard_normal(shape + (config["n_inputs"],))
+    targets = host_targets(rng, config["output"], shape + (config["n_outputs"],))
+    mask = None
+    if mask_kind == "last":
+        lengths = rng.integers(N_STEPS - 2, N_STEPS + 1, N_CASES)
+        steps = np.arange(N_STEPS)[:, None]
+        inputs = inputs * (steps < lengths)[:, :, None]           # zero padding past the end
+        mask = (steps == lengths - 1).astype(np.float64)
+    elif mask_kind == "random":
+        mask = (rng.uniform(size=shape) < 0.5).astype(np.float64)
+        mask[-1, 0] = 1.0
+    host_arrays = {
+        "params": 0.6 * rng.standard_normal(model.n_params),
+        "inputs": inputs, "targets": targets, "mask": mask,
+        "v": rng.standard_normal(model.n_params), "u": rng.standard_normal(model.n_params),
+    }
+    oracle_config = model.config()
+    return Problem(model, host_arrays,
+                   lambda p, x: oracle.rnn_net_output(oracle_config, p, x), xp, device, dtype)
+
+
+CASES = {
+    **{f"fnn/{name}": (fnn_problem, name) for name in FNN_ARCHITECTURES},
+    **{f"rnn/{name}": (rnn_problem, name) for name in RNN_CONFIGURATIONS},
+}
+
+
+def make(case, xp, device, dtype="float64", seed=0):
+    builder, name = CASES[case]
+    return builder(name, xp, device, dtype=dtype, seed=seed)

@@ -1,0 +1,122 @@
+"""Every model's hand-derived passes, checked three ways: central finite differences, the torch.func
+oracle, and the Gauss-Newton identities. One parametrized suite over tests/problems.py's cases.
+
+Tolerances (float64): relative error ≤ 1e-7 against central differences (step 1e-5, whose own
+error is ~1e-10), ≤ 1e-10 against torch.func, ≤ 1e-12 for identities that hold exactly in exact
+arithmetic (symmetry, linearity, cached vs fresh forward pass).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import central_difference, finite_difference_jacobian, host, relative_error
+from problems import CASES, make
+
+FD_TOLERANCE = 1e-7
+ORACLE_TOLERANCE = 1e-10
+EXACT_TOLERANCE = 1e-12
+
+
+@pytest.fixture(params=list(CASES))
+def problem(request, xp, device):
+    return make(request.param, xp, device)
+
+
+# -- against central finite differences ----------------------------------------------------
+def test_gradient_matches_central_differences(problem):
+    fd_gradient = finite_difference_jacobian(problem.loss_at, problem.host["params"])[0]
+    gradient = problem.model.gradient(problem.params, problem.batch)
+    assert relative_error(gradient, fd_gradient) <= FD_TOLERANCE
+
+
+def test_r_forward_matches_central_differences(problem):
+    cache = problem.model.forward(problem.params, problem.batch.inputs)
+    r_net_output = problem.model.r_forward(problem.params, problem.v, problem.batch.inputs, cache)
+    fd = central_difference(problem.net_output_at, problem.host["params"], problem.host["v"])
+    assert relative_error(r_net_output, fd) <= FD_TOLERANCE
+
+
+def test_gauss_newton_product_matches_finite_difference_factors(problem):
+    """G v against J_fdᵀ H_fd J_fd v: J by central differences of z(θ), H_L by central
+    differences of dL/dz (itself checked against the loss in test_losses.py)."""
+    model, batch = problem.model, problem.batch
+    z = host(model.forward(problem.params, batch.inputs).net_output)
+    jacobian = finite_difference_jacobian(problem.net_output_at, problem.host["params"])
+    jacobian_v = (jacobian @ problem.host["v"]).reshape(z.shape)
+
+    def delta_at(net_output):
+        return model.output.delta(problem.to_xp(net_output), batch.targets, batch.mask)
+
+    curvature_output = central_difference(delta_at, z, jacobian_v)
+    fd_product = jacobian.T @ curvature_output.reshape(-1)
+    product = model.gauss_newton_product(problem.params, batch, problem.v)
+    assert relative_error(product, fd_product) <= FD_TOLERANCE
+
+
+# -- against the torch.func oracle (float64) -----------------------------------------------
+def test_loss_gradient_jvp_and_gv_match_torch_func(problem):
+    loss, gradient, jacobian_v, gauss_newton_v = problem.oracle()
+    model, params, batch = problem.model, problem.params, problem.batch
+    cache = model.forward(params, batch.inputs)
+    assert relative_error(model.loss(params, batch, cache), loss) <= EXACT_TOLERANCE
+    assert relative_error(model.gradient(params, batch, cache), gradient) <= ORACLE_TOLERANCE
+    assert relative_error(model.r_forward(params, problem.v, batch.inputs, cache),
+                          jacobian_v) <= ORACLE_TOLERANCE
+    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
+                          gauss_newton_v) <= ORACLE_TOLERANCE
+
+
+# -- identities ----------------------------------------------------------------------------
+def test_gauss_newton_is_symmetric(problem):
+    xp, model = problem.xp, problem.model
+    cache = model.forward(problem.params, problem.batch.inputs)
+    u_g_v = float(xp.sum(problem.u * model.gauss_newton_product(problem.params, problem.batch,
+                                                                 problem.v, cache)))
+    v_g_u = float(xp.sum(problem.v * model.gauss_newton_product(problem.params, problem.batch,
+                                                                 problem.u, cache)))
+    assert abs(u_g_v - v_g_u) <= EXACT_TOLERANCE * max(abs(u_g_v), 1e-300)
+
+
+def test_gauss_newton_is_positive_semidefinite(problem):
+    """vᵀGv ≥ 0 for 20 random v, and vᵀGv = (Jv)ᵀ H_L (Jv) as computed from R-forward."""
+    xp, model, batch = problem.xp, problem.model, problem.batch
+    cache = model.forward(problem.params, batch.inputs)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        v = problem.to_xp(rng.standard_normal(model.n_params))
+        curvature = float(xp.sum(v * model.gauss_newton_product(problem.params, batch, v, cache)))
+        assert curvature >= 0.0
+        jacobian_v = model.r_forward(problem.params, v, batch.inputs, cache)
+        weighted = float(xp.sum(jacobian_v * model.output.hessian_vector(
+            cache.net_output, jacobian_v, batch.mask, targets=batch.targets)))
+        assert abs(curvature - weighted) <= EXACT_TOLERANCE * max(abs(weighted), 1e-300)
+
+
+def test_gauss_newton_is_linear_in_v(problem):
+    model, params, batch = problem.model, problem.params, problem.batch
+    cache = model.forward(params, batch.inputs)
+    combined = model.gauss_newton_product(params, batch, 2.5 * problem.u - 0.75 * problem.v, cache)
+    separate = (2.5 * model.gauss_newton_product(params, batch, problem.u, cache)
+                - 0.75 * model.gauss_newton_product(params, batch, problem.v, cache))
+    assert relative_error(combined, separate) <= EXACT_TOLERANCE
+
+
+def test_cached_forward_pass_gives_the_same_products(problem):
+    model, params, batch = problem.model, problem.params, problem.batch
+    cache = model.forward(params, batch.inputs)
+    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
+                          model.gauss_newton_product(params, batch, problem.v)) <= EXACT_TOLERANCE
+
+
+def test_float32_agrees_with_the_float64_oracle(xp, device):
+    """float32 runs the same maths: within float32 rounding (1e-4 relative) of the oracle."""
+    for case in ("fnn/tanh-softmax-masked", "rnn/tanh-linear-last-step"):
+        problem = make(case, xp, device, dtype="float32")
+        loss, gradient, _, gauss_newton_v = problem.oracle()
+        model, params, batch = problem.model, problem.params, problem.batch
+        assert relative_error(model.loss(params, batch), loss) <= 1e-5
+        assert relative_error(model.gradient(params, batch), gradient) <= 1e-4
+        assert relative_error(model.gauss_newton_product(params, batch, problem.v),
+                              gauss_newton_v) <= 1e-4
