@@ -7,6 +7,7 @@ set, the HF optimizer, and the backend layer.
 from arrayhf import backend, curvature, losses, nonlinearities
 from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
+from arrayhf.data.pathological import Pathological
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
@@ -24,6 +25,7 @@ __all__ = [
     "Layout",
     "MatchingLoss",
     "Model",
+    "Pathological",
     "RNN",
     "SoftmaxCrossEntropy",
     "SquaredError",

@@ -1,13 +1,20 @@
 """The ``arrayhf`` command line (also ``python -m arrayhf``).
 
-    arrayhf tour                 loss, gradient and Gauss-Newton product of a CURVES-shaped deep
-                                 autoencoder on every installed backend, checked against each other
-                                 and against central differences
+    arrayhf demo                 the 2011 release's demo (multiplication) at a T a laptop solves
+    arrayhf demo --T 200 --backend torch --device cuda     the release's experiment itself
+    arrayhf train --problem NAME --T 30 ...                any pathological problem
+    arrayhf resume RUN_DIR       continue a run from its last checkpoint
+    arrayhf plot RUN_DIR         training curves and one test sequence's hidden states, as PNGs
+    arrayhf tour                 loss, gradient and G v of a CURVES-shaped autoencoder on every
+                                 installed backend, checked against each other
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import pathlib
 import statistics
 import sys
 import time
@@ -15,7 +22,7 @@ import time
 import numpy as np
 
 import arrayhf
-from arrayhf import backend
+from arrayhf import backend, runs
 
 # HF10's CURVES autoencoder: logistic hidden layers, a linear 6-unit code, logistic output.
 CURVES_SIZES = [784, 400, 200, 100, 50, 25, 6, 25, 50, 100, 200, 400, 784]
@@ -104,9 +111,170 @@ def tour(args) -> int:
     return 0
 
 
+# -- pathological problems -------------------------------------------------------------------
+DEMO_CPU = {"T": 30, "batch_size": 100, "train_batches": 10, "test_batches": 10}
+
+
+def _verdict(settings, optimizer, seconds) -> str:
+    last = optimizer.history[-1] if optimizer.history else None
+    where = f"{settings.problem}, T = {settings.T}"
+    if last is None or last["test_error"] is None:
+        return f"NOT SOLVED: {where}: no iteration ran"
+    error = 100 * last["test_error"]
+    cost = (f"HF iteration {optimizer.iteration}, {optimizer.cg_total} CG steps, "
+            f"{seconds:.0f} s on {settings.backend}")
+    if last["test_error"] < settings.threshold:
+        return (f"SOLVED: {where} at {cost}: {error:.2f}% of test sequences wrong "
+                f"(< {100 * settings.threshold:g}%)")
+    return (f"NOT SOLVED: {where} after {cost}: {error:.2f}% of test sequences wrong "
+            f"(needs < {100 * settings.threshold:g}%)")
+
+
+def _train(settings: runs.RunSettings, run_dir, *, resume: bool) -> int:
+    run_dir = pathlib.Path(run_dir)
+    if not resume and (run_dir / "checkpoint.npz").exists():
+        print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
+              f"choose another --run-dir", file=sys.stderr)
+        return 2
+    _, dataset, optimizer = runs.build(settings, run_dir)
+    if resume:
+        optimizer.resume()
+        if optimizer.history and optimizer.history[-1]["test_error"] is not None and \
+                optimizer.history[-1]["test_error"] < settings.threshold:
+            print(_verdict(settings, optimizer, 0.0))
+            return 0
+    else:
+        settings.save(run_dir)
+    print(f"{settings.problem}: T = {settings.T}, {settings.hidden} hidden units, "
+          f"{len(dataset.train_batches)}×{settings.batch_size} training sequences (fresh each "
+          f"iteration), curvature on {settings.batch_size}, backend {settings.backend} "
+          f"{settings.dtype}; stop when test error < {100 * settings.threshold:g}%")
+    started = time.perf_counter()
+
+    def solved(record):
+        return record["test_error"] is not None and record["test_error"] < settings.threshold
+
+    try:
+        optimizer.run(max_iterations=settings.iterations, stop=solved)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the checkpoint of iteration {optimizer.iteration} is in "
+              f"{run_dir}: 'arrayhf resume {run_dir}' continues", file=sys.stderr)
+        return 130
+    print(_verdict(settings, optimizer, time.perf_counter() - started))
+    print(f"logs: {run_dir}/results, {run_dir}/metrics.jsonl; pictures: arrayhf plot {run_dir}")
+    return 0
+
+
+def _settings_from(args, defaults: dict) -> runs.RunSettings:
+    values = dict(defaults)
+    for field in dataclasses.fields(runs.RunSettings):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            values[field.name] = value
+    return runs.RunSettings(**values)
+
+
+def demo(args) -> int:
+    on_cpu = not (args.device and args.device != "cpu") and (args.T is None or args.T < 100)
+    defaults = {"problem": "multiplication", **(DEMO_CPU if on_cpu else {})}
+    settings = _settings_from(args, defaults)
+    return _train(settings, args.run_dir or "runs/demo", resume=False)
+
+
+def train(args) -> int:
+    settings = _settings_from(args, {})
+    return _train(settings, args.run_dir or f"runs/{settings.problem}-T{settings.T}",
+                  resume=False)
+
+
+def resume(args) -> int:
+    settings = runs.RunSettings.load(args.run_dir)
+    if args.iterations is not None:
+        settings.iterations = args.iterations
+    return _train(settings, args.run_dir, resume=True)
+
+
+def plot(args) -> int:
+    from arrayhf import checkpoint, plots
+    from arrayhf.hf.runlog import RunLog
+
+    run_dir = pathlib.Path(args.run_dir)
+    settings = runs.RunSettings.load(run_dir)
+    settings.backend, settings.device = args.backend, None   # pictures are drawn on the host
+    records = RunLog(run_dir, echo=False).read_metrics()
+    if not records:
+        print(f"{run_dir}/metrics.jsonl has no iterations yet", file=sys.stderr)
+        return 2
+    title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
+    plots.plot_curves(records, run_dir / "curves.png", title=title)
+    model, dataset, _ = runs.build(settings, None, progress=False)
+    arrays, meta, _ = checkpoint.load_latest(run_dir / "checkpoint.npz")
+    xp = runs.xp_for(settings)
+    params = backend.from_host(arrays["params"], xp, dtype=settings.dtype)
+    batch = dataset.batch(dataset.test_batches[0])
+    cache = model.forward(params, batch.inputs)
+    sequence = args.sequence
+    mask = backend.to_numpy(batch.mask)[:, sequence]
+    length = int(np.nonzero(mask)[0].max()) + 1 if mask.any() else mask.shape[0]
+    pick = [backend.to_numpy(a)[:length, sequence] for a in
+            (batch.inputs, cache.hiddens, cache.predictions, batch.targets)]
+    plots.plot_sequence(*pick, mask[:length], run_dir / "hidden_states.png",
+                        title=f"{title}: test sequence {sequence} at iteration {meta['iteration']}")
+    print(f"wrote {run_dir / 'curves.png'} and {run_dir / 'hidden_states.png'}")
+    return 0
+
+
+def _add_run_options(parser, *, for_demo: bool) -> None:
+    from arrayhf.data.pathological import PROBLEMS
+
+    if not for_demo:
+        parser.add_argument("--problem", required=True, choices=PROBLEMS)
+    parser.add_argument("--T", type=int, default=None if for_demo else 30,
+                        help="sequence length (the release: 200)")
+    parser.add_argument("--hidden", type=int, help="hidden units (default 100)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int,
+                        help="sequences per batch (default 1000; the CPU demo 100)")
+    parser.add_argument("--train-batches", dest="train_batches", type=int)
+    parser.add_argument("--test-batches", dest="test_batches", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--iterations", type=int, help="most HF iterations (default 1000)")
+    parser.add_argument("--backend", help="numpy (default), torch, cupy, jax, array_api_strict")
+    parser.add_argument("--device", help="e.g. cuda")
+    parser.add_argument("--dtype", choices=("float32", "float64"))
+    parser.add_argument("--damping", type=float, help="initial λ (default 0.01 × outputs)")
+    parser.add_argument("--mu", type=float, help="structural damping μ (default 0.03)")
+    parser.add_argument("--max-cg", dest="max_cg", type=int, help="most CG steps (default 300)")
+    parser.add_argument("--threshold", type=float,
+                        help="solved below this test error (default 0.001; MS11: 0.01)")
+    parser.add_argument("--run-dir", dest="run_dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arrayhf", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="arrayhf", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 1)[1])
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo_parser = commands.add_parser(
+        "demo", help="HF on the multiplication problem, as the 2011 release's demo")
+    _add_run_options(demo_parser, for_demo=True)
+    demo_parser.set_defaults(run=demo)
+
+    train_parser = commands.add_parser("train", help="HF on any pathological problem")
+    _add_run_options(train_parser, for_demo=False)
+    train_parser.set_defaults(run=train)
+
+    resume_parser = commands.add_parser("resume", help="continue a run from its checkpoint")
+    resume_parser.add_argument("run_dir")
+    resume_parser.add_argument("--iterations", type=int, help="new limit on HF iterations")
+    resume_parser.set_defaults(run=resume)
+
+    plot_parser = commands.add_parser("plot", help="curves.png and hidden_states.png of a run")
+    plot_parser.add_argument("run_dir")
+    plot_parser.add_argument("--sequence", type=int, default=0, help="test sequence to draw")
+    plot_parser.add_argument("--backend", default="numpy")
+    plot_parser.set_defaults(run=plot)
+
     tour_parser = commands.add_parser(
         "tour", help="loss, gradient and Gauss-Newton product on every installed backend")
     tour_parser.add_argument("--backends", default=",".join(backend.BACKENDS),
@@ -125,7 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (backend.BackendError, ValueError, FileNotFoundError) as error:
+        if os.environ.get("ARRAYHF_DEBUG"):
+            raise
+        print(f"arrayhf {args.command}: {error} (ARRAYHF_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

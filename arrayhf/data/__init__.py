@@ -1,5 +1,7 @@
 """Data: the Batch container and the data sets."""
 
+from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
+from arrayhf.data.pathological import PROBLEMS, Pathological
 
-__all__ = ["Batch"]
+__all__ = ["PROBLEMS", "ArrayDataset", "Batch", "Pathological"]

@@ -1,0 +1,98 @@
+"""Pathological-problem runs as the command line makes them: a settings record, saved as
+``run_dir/run.json``, from which the model, the data and the HF optimizer are built again (for
+``arrayhf resume`` and ``arrayhf plot``).
+
+Host-side code. The defaults are the 2011 release's demo (``opt.r.demo``): 100 tanh units
+without biases, the release's initialization, damping [λ, λμ] = [1, 0.03] × 0.01 × outputs
+(μ = 0.03), ρ on the damped model, the "first step that lowers the loss" line search, CG up to
+300 steps, gradient on every training batch, curvature on batch 0, fresh training data every
+iteration, and success when fewer than 0.1% of the test sequences are wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from dataclasses import dataclass
+
+import arrayhf
+from arrayhf import backend
+from arrayhf.hf.optimizer import HF
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class RunSettings:
+    """Everything needed to build a pathological-problem run again."""
+
+    problem: str = "multiplication"
+    T: int = 200
+    hidden: int = 100
+    batch_size: int = 1000
+    train_batches: int = 10
+    test_batches: int = 10
+    seed: int = 0
+    iterations: int = 1000
+    backend: str = "numpy"
+    device: str | None = None
+    dtype: str = "float64"
+    damping: float | None = None          # None: 0.01 × outputs (the release's demo)
+    mu: float = 0.03                      # structural damping λμ = λ·mu
+    max_cg: int = 300
+    threshold: float = 0.001              # solved when test error < threshold
+    biases: bool = False
+    rho_model: str = "damped"
+    line_search: str = "decrease"
+    save_every: int = 5
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, run_dir) -> None:
+        path = pathlib.Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / RUN_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, run_dir) -> RunSettings:
+        path = pathlib.Path(run_dir) / RUN_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory made by "
+                                    "'arrayhf train' or 'arrayhf demo'?")
+        saved = json.loads(path.read_text())
+        unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        return cls(**saved)
+
+
+def xp_for(settings: RunSettings):
+    """The namespace of the run's backend (JAX switched to 64-bit for float64 runs)."""
+    xp = backend.namespace(settings.backend, device=settings.device)
+    if backend.name_of(xp) == "jax" and settings.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    return xp
+
+
+def build(settings: RunSettings, run_dir=None, progress: bool = True):
+    """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
+    from arrayhf.data.pathological import Pathological
+
+    xp = xp_for(settings)
+    dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
+                           n_train_batches=settings.train_batches,
+                           n_test_batches=settings.test_batches, seed=settings.seed, xp=xp,
+                           dtype=settings.dtype, device=settings.device)
+    model = arrayhf.RNN(dataset.n_inputs, settings.hidden, dataset.n_outputs, hidden="tanh",
+                        output=dataset.output, biases=settings.biases)
+    damping = settings.damping if settings.damping is not None else 0.01 * dataset.n_outputs
+    optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
+                   save_every=settings.save_every, progress=progress, damping=damping,
+                   structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
+                   curvature_batches=(dataset.train_batches[0],),
+                   rho_model=settings.rho_model, line_search=settings.line_search)
+    return model, dataset, optimizer
