@@ -1,0 +1,66 @@
+"""The command line as a user meets it: train a pathological problem, resume it, plot it, and the
+errors for bad requests. Runs on the backend under test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from arrayhf import backend, cli
+
+TINY = ["--T", "20", "--hidden", "8", "--batch-size", "16", "--train-batches", "2",
+        "--test-batches", "1", "--max-cg", "10"]
+
+
+def backend_options(xp, device):
+    options = ["--backend", backend.name_of(xp)]
+    if backend.name_of(xp) == "array_api_strict" and device != xp.Device("CPU_DEVICE"):
+        options += ["--device", str(device).split("'")[1]]
+    return options
+
+
+def test_train_resume_and_plot(xp, device, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--problem", "addition", *TINY, "--iterations", "2",
+                     "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
+    out = capsys.readouterr().out
+    assert "iter    2" in out
+    assert "SOLVED: addition, T = 20" in out  # "SOLVED" or "NOT SOLVED", with the numbers
+    assert json.loads((run_dir / "run.json").read_text())["problem"] == "addition"
+    assert (run_dir / "checkpoint.npz").exists()
+
+    assert cli.main(["train", "--problem", "addition", *TINY, "--run-dir", str(run_dir)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+    assert cli.main(["resume", str(run_dir), "--iterations", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from the checkpoint of iteration 2" in out and "iter    3" in out
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1, 2, 3]
+
+    assert cli.main(["plot", str(run_dir)]) == 0
+    for name in ("curves.png", "hidden_states.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (run_dir / name).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("problem", ["xor", "temporal_order", "random_permutation",
+                                     "memorization"])
+def test_every_problem_runs_from_the_command_line(xp, device, tmp_path, capsys, problem):
+    assert cli.main(["train", "--problem", problem, *TINY, "--iterations", "1",
+                     "--run-dir", str(tmp_path / problem), *backend_options(xp, device)]) == 0
+    assert f"{problem}, T = 20" in capsys.readouterr().out
+
+
+def test_bad_requests_get_clear_messages(tmp_path, capsys):
+    assert cli.main(["train", "--problem", "xor", "--T", "5", "--run-dir",
+                     str(tmp_path / "x")]) == 2
+    assert "xor needs T >= 20" in capsys.readouterr().err
+    assert cli.main(["train", "--problem", "addition", "--backend", "tensorflow",
+                     "--run-dir", str(tmp_path / "y")]) == 2
+    assert "unknown backend 'tensorflow'" in capsys.readouterr().err
+    assert cli.main(["resume", str(tmp_path / "nothing")]) == 2
+    assert "run.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--problem", "sorting"])
