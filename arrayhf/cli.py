@@ -112,7 +112,11 @@ def tour(args) -> int:
 
 
 # -- pathological problems -------------------------------------------------------------------
-DEMO_CPU = {"T": 30, "batch_size": 100, "train_batches": 10, "test_batches": 10}
+# The demo on a laptop: T = 20 and 300 sequences a batch (10 batches for the gradient, fresh every
+# iteration; curvature on one), stopped at MS11's success criterion (< 1% of test sequences wrong).
+# Measured: solved at HF iteration 68 in about 3 minutes on a 2-core CPU (README).
+DEMO_CPU = {"T": 20, "batch_size": 300, "train_batches": 10, "test_batches": 10,
+            "threshold": 0.01}
 
 
 def _verdict(settings, optimizer, seconds) -> str:

@@ -138,7 +138,8 @@ def test_outputs_keep_dtype_and_device(xp, device, dtype):
 
 
 def test_release_initialization(xp, device):
-    """The 2011 demo: 15 nonzero incoming weights per unit from N(0, 1/15), W_xh × 0.25."""
+    """The 2011 demo: 15 nonzero incoming weights per unit from N(0, 1/15), W_xh × 0.25, and
+    h_0 from N(0, 1/15)."""
     model = arrayhf.RNN(40, 100, 30, biases=False)
     blocks = {k: host(b) for k, b in model.unflatten(model.init(0, xp=xp, device=device)).items()}
     assert list(blocks) == ["W_xh", "W_hh", "W_hy", "h_0"]
@@ -147,7 +148,7 @@ def test_release_initialization(xp, device):
     scale = 1 / math.sqrt(15)
     assert abs(blocks["W_hh"][blocks["W_hh"] != 0].std() - scale) < 0.02
     assert abs(blocks["W_xh"][blocks["W_xh"] != 0].std() - 0.25 * scale) < 0.01
-    assert (blocks["h_0"] == 0).all()
+    assert abs(blocks["h_0"].std() - scale) < 0.02 and (blocks["h_0"] != 0).all()
 
 
 def test_bad_input_is_refused(xp, device):

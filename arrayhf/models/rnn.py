@@ -13,8 +13,9 @@ gradients) is one batched matrix product over all steps; the per-step loops do o
 W_hh and elementwise work, and never pull a Python float.
 
 Structural damping (Martens & Sutskever 2011, derivations/structural-damping.md): the penalty
-λμ·D(h(θ), h(θ_n)) on the hidden states adds λμ S to the curvature, S v = J_aᵀ Κ J_a v with J_a
-the Jacobian of the pre-activations a_t and Κ = κ·diag(f'(a_t)) (κ = 0.25 as in the release).
+λμ·D(h(θ), h(θ_n)) on the hidden states adds λμ S to the curvature, S v = J_aᵀ Κ J_a v / N with
+J_a the Jacobian of the pre-activations a_t, Κ = κ·diag(f'(a_t)) (κ = 0.25 as in the release)
+and N the loss's count of unmasked outputs.
 """
 
 from __future__ import annotations
@@ -105,9 +106,10 @@ class RNN(Model):
         """Initial θ drawn on the host from ``seed``.
 
         ``scheme="release"`` (the 2011 demo): every unit gets ``n_nonzero`` nonzero incoming
-        weights from N(0, scale²) with scale 1/√15, then W_xh × ``input_scale`` (0.25); biases
-        and h_0 zero. ``"sparse"``: the same with scale 1 and no input scaling (Martens).
-        ``"dense"``: N(0, scale²/fan_in) everywhere (scale 1).
+        weights from N(0, scale²) with scale 1/√15, then W_xh × ``input_scale`` (0.25); h_0 from
+        N(0, scale²); biases zero. ``"sparse"``: the same weights with scale 1 and no input
+        scaling (Martens), h_0 and biases zero. ``"dense"``: N(0, scale²/fan_in) weights (scale
+        1), h_0 and biases zero.
         """
         if scheme not in ("release", "sparse", "dense"):
             raise ValueError(f"expected scheme 'release', 'sparse' or 'dense', got {scheme!r}")
@@ -123,11 +125,12 @@ class RNN(Model):
             else:
                 host_blocks[name] = initialization.sparse_weights(
                     rng, fan_in, fan_out, n_nonzero=n_nonzero, scale=scale)
-        if scheme == "release":
-            host_blocks["W_xh"] = input_scale * host_blocks["W_xh"]
         for name in ("b_h", "b_y", "h_0"):
             if name in self.layout.shapes:
                 host_blocks[name] = [0.0] * self.layout.shapes[name][0]
+        if scheme == "release":
+            host_blocks["W_xh"] = input_scale * host_blocks["W_xh"]
+            host_blocks["h_0"] = scale * rng.standard_normal(self.n_hidden)
         return initialization.pack(self.layout, host_blocks, xp, dtype=dtype, device=device)
 
     # -- the three passes, side by side ----------------------------------------------------
