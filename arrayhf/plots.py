@@ -55,6 +55,8 @@ def plot_sequence(inputs, hiddens, predictions, targets, mask, path, title: str 
     """One sequence over time (host arrays, time first): inputs, hidden states, and the outputs
     beside their targets at the steps that count."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     steps = np.arange(inputs.shape[0])
     figure, axes = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
                                 gridspec_kw={"height_ratios": [1, 2, 1]})
@@ -80,6 +82,7 @@ def plot_sequence(inputs, hiddens, predictions, targets, mask, path, title: str 
         axes[2].legend(loc="upper left")
         axes[2].set_ylabel("output unit")
     axes[2].set_xlabel("time step")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
