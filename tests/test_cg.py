@@ -165,3 +165,17 @@ def test_a_non_finite_start_returns_the_start_as_its_only_iterate(xp, device):
     result = conjugate_gradient(lambda x: x, b_x)
     assert result.stop_reason == "not_finite"
     assert [step for step, _ in result.iterates] == [0]
+
+
+def test_a_warm_start_worse_than_zero_is_dropped(xp, device):
+    """φ(x_0) > 0 means x_0 is worse than the origin (φ(0) = 0): CG starts from 0 instead."""
+    matrix, b = spd_system(10, 11, condition=10.0)
+    solution = np.linalg.solve(matrix, b)
+    matrix_x, b_x, bad_start = on_backend(xp, device, matrix, b, -10.0 * solution)
+    result = conjugate_gradient(matrix_operator(matrix_x), b_x, bad_start, epsilon=0.0,
+                                residual_tolerance=1e-12, max_iterations=10)
+    assert result.restarted_from_zero and result.model_values[0] == 0.0
+    assert relative_error(result.solution, solution) <= 1e-10
+    kept = conjugate_gradient(matrix_operator(matrix_x), b_x, on_backend(xp, device,
+                                                                         0.5 * solution)[0])
+    assert not kept.restarted_from_zero and kept.model_values[0] < 0

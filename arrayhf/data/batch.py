@@ -22,5 +22,6 @@ class Batch:
 
     @property
     def n_cases(self) -> int:
-        """The number of cases (rows, or sequences): the batch axis of the inputs."""
-        return int(self.inputs.shape[-2])
+        """The number of cases (rows, or sequences): the batch axis, second to last of the
+        targets (inputs may be integer ids without a feature axis)."""
+        return int(self.targets.shape[-2])

@@ -59,6 +59,7 @@ class CGResult:
     model_values: list = field(default_factory=list)  # [φ_0, φ_1, …]
     n_steps: int = 0
     stop_reason: str = ""
+    restarted_from_zero: bool = False  # the warm start had φ(x_0) > 0 and was dropped (C7)
 
 
 def conjugate_gradient(
@@ -82,7 +83,10 @@ def conjugate_gradient(
         x ↦ A x, A symmetric positive (semi-)definite, on arrays of b's namespace and shape.
     b : array, 1-D
     x0 : array, optional
-        Warm start (HF passes the previous solution × 0.95); zeros by default.
+        Warm start (HF passes the previous solution × 0.95); zeros by default. A warm start whose
+        model value φ(x_0) is positive, i.e. worse than x = 0, is dropped and CG starts from 0
+        (eq. (C7); it happens when the curvature or the gradient changed a lot since the previous
+        iteration).
     preconditioner : array, optional
         The diagonal of M (M ≈ A, all entries > 0); CG then works with M⁻¹ r (eq. (C3)).
     max_iterations, min_iterations : int
@@ -119,17 +123,19 @@ def conjugate_gradient(
     def precondition(residual):     # y = M⁻¹ r (C3)
         return residual if preconditioner is None else residual / preconditioner
 
-    if x0 is None:
-        x = xp.zeros_like(b)
-        residual = b
-    else:
-        x = x0
-        residual = b - operator(x)                                           # r_0 = b − A x_0
+    x, residual = xp.zeros_like(b), b
+    restarted = False
+    if x0 is not None:
+        warm_residual = b - operator(x0)                                     # r_0 = b − A x_0
+        if model_value(x0, warm_residual) <= 0.0:
+            x, residual = x0, warm_residual
+        else:
+            restarted = True   # the warm start is worse than x = 0 (φ(0) = 0): start from 0 (C7)
     preconditioned = precondition(residual)
     direction = preconditioned                                               # p_0 = y_0
     residual_dot = float(xp.sum(residual * preconditioned))                  # r_0ᵀ y_0
     model_values = [model_value(x, residual)]
-    result = CGResult(solution=x, model_values=model_values)
+    result = CGResult(solution=x, model_values=model_values, restarted_from_zero=restarted)
     if not math.isfinite(model_values[0]) or not math.isfinite(residual_dot):
         result.stop_reason = STOP_NOT_FINITE
         result.iterates.append((0, x))

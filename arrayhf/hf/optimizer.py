@@ -134,7 +134,7 @@ class HF:
         first = dataset.batch(self._train_ids()[0])
         self.xp = namespace_of(first.inputs)
         if params is None:
-            params = model.init(seed, xp=self.xp, dtype=first.inputs.dtype,
+            params = model.init(seed, xp=self.xp, dtype=first.targets.dtype,  # inputs may be ids
                                 device=array_api_compat.device(first.inputs))
         else:
             namespace_of(params, first.inputs)  # one backend, one device
@@ -294,6 +294,7 @@ class HF:
             "cg_steps": cg.n_steps,
             "cg_total": self.cg_total,
             "cg_stop": cg.stop_reason,
+            "cg_warm_start_dropped": cg.restarted_from_zero,
             "chosen_iterate": chosen_step,
             "line_search_step": step_size,
             "seconds": None,
