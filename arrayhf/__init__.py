@@ -8,10 +8,11 @@ from arrayhf import backend, curvature, losses, nonlinearities
 from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
 from arrayhf.data.pathological import Pathological
+from arrayhf.data.text import Text, Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
-from arrayhf.models import FNN, RNN, Model
+from arrayhf.models import FNN, MRNN, RNN, Model
 
 __version__ = "0.1.0"
 
@@ -23,12 +24,15 @@ __all__ = [
     "Batch",
     "CrossEntropy",
     "Layout",
+    "MRNN",
     "MatchingLoss",
     "Model",
     "Pathological",
     "RNN",
     "SoftmaxCrossEntropy",
     "SquaredError",
+    "Text",
+    "Vocabulary",
     "backend",
     "curvature",
     "losses",

@@ -96,3 +96,98 @@ def build(settings: RunSettings, run_dir=None, progress: bool = True):
                    curvature_batches=(dataset.train_batches[0],),
                    rho_model=settings.rho_model, line_search=settings.line_search)
     return model, dataset, optimizer
+
+
+# -- character-level language modelling ---------------------------------------------------------
+STDLIB = "stdlib"  # the source name of the Python standard library's own source files
+
+
+@dataclass
+class TextRunSettings:
+    """Everything needed to build a text run again (and to sample from it on another machine:
+    the vocabulary is stored, not recomputed)."""
+
+    kind: str = "text"
+    source: str = STDLIB        # a UTF-8 file, or "stdlib"
+    max_chars: int = 300_000
+    model: str = "mrnn"         # "mrnn" or "rnn"
+    T: int = 50
+    hidden: int = 100
+    factors: int = 100
+    batch_size: int = 100
+    train_batches: int = 10
+    test_batches: int = 2
+    warmup: int = 10
+    seed: int = 0
+    iterations: int = 20
+    backend: str = "numpy"
+    device: str | None = None
+    dtype: str = "float64"
+    damping: float = 1.0
+    mu: float = 0.1                      # SMH11's structural damping μ
+    max_cg: int = 100
+    max_vocabulary: int | None = None
+    vocabulary: list | None = None       # filled in when the run starts
+    save_every: int = 2
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, run_dir) -> None:
+        path = pathlib.Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / RUN_FILE).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+def load_settings(run_dir):
+    """The settings of a run directory: RunSettings or TextRunSettings, by their ``kind``."""
+    path = pathlib.Path(run_dir) / RUN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory made by "
+                                "'arrayhf train', 'arrayhf demo' or 'arrayhf train-text'?")
+    saved = json.loads(path.read_text())
+    cls = TextRunSettings if saved.get("kind") == "text" else RunSettings
+    unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return cls(**saved)
+
+
+def read_source(settings: TextRunSettings) -> str:
+    from arrayhf.data.text import python_stdlib_corpus
+
+    if settings.source == STDLIB:
+        return python_stdlib_corpus(max_chars=settings.max_chars)
+    return pathlib.Path(settings.source).read_text(encoding="utf-8")[:settings.max_chars]
+
+
+def text_model(settings: TextRunSettings, vocabulary_size: int):
+    from arrayhf.models.mrnn import MRNN
+
+    if settings.model == "mrnn":
+        return MRNN(vocabulary_size, settings.hidden, settings.factors, vocabulary_size,
+                    output="softmax")
+    if settings.model == "rnn":
+        return arrayhf.RNN(vocabulary_size, settings.hidden, vocabulary_size, output="softmax")
+    raise ValueError(f"expected model 'mrnn' or 'rnn', got {settings.model!r}")
+
+
+def build_text(settings: TextRunSettings, run_dir=None, progress: bool = True):
+    """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
+    from arrayhf.data.text import Text, Vocabulary
+
+    xp = xp_for(settings)
+    vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
+                  else None)
+    dataset = Text(read_source(settings), T=settings.T, batch_size=settings.batch_size,
+                   n_train_batches=settings.train_batches, n_test_batches=settings.test_batches,
+                   warmup=settings.warmup, seed=settings.seed, xp=xp, dtype=settings.dtype,
+                   device=settings.device, vocabulary=vocabulary,
+                   max_vocabulary=settings.max_vocabulary,
+                   one_hot_inputs=settings.model == "rnn")
+    settings.vocabulary = dataset.vocabulary.to_json()
+    model = text_model(settings, dataset.vocabulary.size)
+    optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
+                   save_every=settings.save_every, progress=progress, damping=settings.damping,
+                   structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg)
+    return model, dataset, optimizer

@@ -131,3 +131,88 @@ def rnn_structural_product(config, params, inputs, v, count):
     slope = jvp(activation, (pre,), (torch.ones_like(pre),))[1]
     _, pullback = vjp(pre_fn, params)
     return pullback(config["structural_curvature"] * slope * jacobian_v / count)[0]
+
+
+# -- multiplicative RNN ---------------------------------------------------------------------
+def mrnn_blocks(config, params):
+    """The MRNN's blocks from its flat vector. paper: W_fx, W_fh, W_hf, W_hx; release: W_vf,
+    f_bias, W_hf, W_fh, W_vh; then [b_h], W_oh, [b_o], h_0."""
+    n_in, n_h = config["n_inputs"], config["n_hidden"]
+    n_f, n_out = config["n_factors"], config["n_outputs"]
+    if config["variant"] == "paper":
+        shapes = [("W_fx", (n_in, n_f)), ("W_fh", (n_h, n_f)), ("W_hf", (n_f, n_h)),
+                  ("W_hx", (n_in, n_h))]
+    else:
+        shapes = [("W_vf", (n_in, n_f)), ("f_bias", (n_f,)), ("W_hf", (n_h, n_f)),
+                  ("W_fh", (n_f, n_h)), ("W_vh", (n_in, n_h))]
+    if config["biases"]:
+        shapes.append(("b_h", (n_h,)))
+    shapes.append(("W_oh", (n_h, n_out)))
+    if config["biases"]:
+        shapes.append(("b_o", (n_out,)))
+    shapes.append(("h_0", (n_h,)))
+    blocks, offset = {}, 0
+    for name, shape in shapes:
+        size = int(np.prod(shape))
+        blocks[name] = params[offset:offset + size].reshape(shape)
+        offset += size
+    assert offset == params.numel()
+    return blocks
+
+
+def mrnn_dense_inputs(config, inputs):
+    """Character ids [T, B] as one-hot float64 rows [T, B, n_in]; float inputs unchanged."""
+    if inputs.dim() == 2:
+        return F.one_hot(inputs.long(), config["n_inputs"]).to(torch.float64)
+    return inputs
+
+
+def mrnn_pre_activations_and_net_output(config, params, inputs):
+    """(a [T, B, n_h], z [T, B, n_out]) of the MRNN, written from SMH11's equations (paper) or
+    the 2011 release's forward_pass (release)."""
+    blocks = mrnn_blocks(config, params)
+    x = mrnn_dense_inputs(config, inputs)
+    activation = _ACTIVATIONS[config["hidden"]]
+    hidden = blocks["h_0"].expand(x.shape[1], -1)
+    pres, hiddens = [], []
+    for step in range(x.shape[0]):
+        if config["variant"] == "paper":
+            factors = (x[step] @ blocks["W_fx"]) * (hidden @ blocks["W_fh"])
+            pre = factors @ blocks["W_hf"] + x[step] @ blocks["W_hx"]
+        else:
+            gate = torch.tanh(x[step] @ blocks["W_vf"])                 # B_t
+            carried = hidden @ blocks["W_hf"]                          # A_t
+            pre = (carried * (gate + blocks["f_bias"])) @ blocks["W_fh"] + x[step] @ blocks["W_vh"]
+        if config["biases"]:
+            pre = pre + blocks["b_h"]
+        hidden = activation(pre)
+        pres.append(pre)
+        hiddens.append(hidden)
+    z = torch.stack(hiddens) @ blocks["W_oh"]
+    if config["biases"]:
+        z = z + blocks["b_o"]
+    return torch.stack(pres), z
+
+
+def mrnn_net_output(config, params, inputs):
+    return mrnn_pre_activations_and_net_output(config, params, inputs)[1]
+
+
+def mrnn_structural_product(config, params, inputs, v, count):
+    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N for the MRNN's hidden pre-activations, by torch.func."""
+    def pre_fn(p):
+        return mrnn_pre_activations_and_net_output(config, p, inputs)[0]
+
+    pre, jacobian_v = jvp(pre_fn, (params,), (v,))
+    activation = _ACTIVATIONS[config["hidden"]]
+    slope = jvp(activation, (pre,), (torch.ones_like(pre),))[1]
+    _, pullback = vjp(pre_fn, params)
+    return pullback(config["structural_curvature"] * slope * jacobian_v / count)[0]
+
+
+def inputs_tensor(array):
+    """Host inputs as a torch tensor: integer ids as int64, anything else as float64."""
+    host_array = np.asarray(array)
+    if np.issubdtype(host_array.dtype, np.integer):
+        return torch.as_tensor(host_array.astype(np.int64))
+    return tensor(host_array)

@@ -64,3 +64,21 @@ def test_bad_requests_get_clear_messages(tmp_path, capsys):
     assert "run.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--problem", "sorting"])
+
+
+def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
+    run_dir = tmp_path / "text"
+    assert cli.main(["train-text", str(corpus), "--T", "20", "--hidden", "12", "--factors", "12",
+                     "--batch-size", "10", "--train-batches", "2", "--test-batches", "1",
+                     "--warmup", "5", "--iterations", "2", "--max-cg", "10",
+                     "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
+    out = capsys.readouterr().out
+    assert "bits per character: train" in out and "held-out bits per character" in out
+    for sampling_backend in ("numpy", backend.name_of(xp)):
+        assert cli.main(["sample", str(run_dir), "--length", "40", "--prime", "the ",
+                         "--backend", sampling_backend]) == 0
+        text = capsys.readouterr().out.splitlines()[-1]
+        assert text.startswith("the ") and len(text) == 44
+        assert set(text) <= set("the cat sat on the mat. ")

@@ -2,6 +2,7 @@
 
 from arrayhf.models.base import Model
 from arrayhf.models.fnn import FNN
+from arrayhf.models.mrnn import MRNN
 from arrayhf.models.rnn import RNN
 
-__all__ = ["FNN", "RNN", "Model"]
+__all__ = ["FNN", "MRNN", "RNN", "Model"]

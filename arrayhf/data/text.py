@@ -1,0 +1,489 @@
+"""Character-level text data: next-character prediction, as in Sutskever, Martens & Hinton (2011).
+
+A text becomes a sequence of integer ids through a :class:`Vocabulary` (every distinct character,
+sorted, with an unknown symbol at id 0 for characters the vocabulary does not hold). A net reads a
+substring one character at a time and, at every step, predicts the next character with a softmax
+over the vocabulary.
+
+Batches
+-------
+A batch holds ``B`` substrings of ``T + 1`` characters, time-major as everywhere in arrayhf:
+
+- ``inputs`` ``[T, B]``: the first ``T`` characters as integer ids (int64 on the backend; under
+  JAX's 32-bit mode, int32). ``one_hot_inputs=True`` gives them one-hot, ``[T, B, V]`` in the
+  float dtype, for models that take float inputs such as :class:`arrayhf.RNN`;
+- ``targets`` ``[T, B, V]``: the next character of every step, one-hot in the float dtype, which is
+  what the softmax's matching loss (categorical cross-entropy) takes;
+- ``mask`` ``[T, B]``: 0 for the first ``warmup`` steps, 1 after.
+
+Why warm-up steps
+-----------------
+A substring starts in the middle of the text, with the net's hidden state at its learned initial
+value, which knows nothing of the characters before. Its first predictions are therefore poor
+through no fault of the weights that the rest of the sequence trains. As the 2011 release did, the
+first ``warmup`` steps only warm the hidden state up: they are read but not scored (mask 0).
+
+Training part and held-out part
+-------------------------------
+The text is cut in two contiguous, disjoint parts: the first ``1 - held_out`` of its characters for
+training, the LAST ``held_out`` fraction for testing. Training substrings are drawn at random
+start positions inside the training part (they never reach into the held-out part), and
+``forget()`` draws new ones. The test substrings are fixed: they start at evenly spaced positions
+of the held-out part, from its first character to the last start that fits, so the test loss
+measures the same characters at every HF iteration. Both parts must hold at least ``T + 1``
+characters.
+
+Bits per character
+------------------
+The softmax loss of a batch is the mean categorical cross-entropy, in nats, over the counted
+(mask 1) positions: the mean of ``-ln p(next character)``. Dividing by ln 2 gives bits per
+character (:func:`bits_per_character`), the unit in which text models are compared: a net that
+has learned nothing beyond character frequencies scores the unigram entropy
+(:func:`unigram_entropy_bits`); SMH11's MRNN reached 1.60 bits per character on Wikipedia.
+
+Randomness is drawn on the host with a seeded ``numpy.random.Generator`` and moved to the backend
+with :func:`arrayhf.backend.from_host`, so the same seed gives the same data on every backend.
+:func:`python_stdlib_corpus` gives a text that every machine with Python has: the standard
+library's own source.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from arrayhf import backend
+from arrayhf._validate import namespace_of
+from arrayhf.data.batch import Batch
+
+UNKNOWN = "\ufffd"    # id 0: every character the vocabulary does not hold (U+FFFD REPLACEMENT)
+UNKNOWN_ID = 0
+
+# directories of the standard library that python_stdlib_corpus leaves out: test suites, installed
+# third-party packages, byte-code caches
+SKIPPED_STDLIB_DIRECTORIES = frozenset({"test", "tests", "idle_test", "site-packages",
+                                        "dist-packages", "__pycache__"})
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The Unicode code points of ``text`` as an int64 array (lone surrogates included)."""
+    encoded = text.encode("utf-32-le", errors="surrogatepass")
+    return np.frombuffer(encoded, dtype="<u4").astype(np.int64)
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+    return int(value)
+
+
+# -- vocabulary -----------------------------------------------------------------------------
+class Vocabulary:
+    """The characters of a text and their integer ids.
+
+    Id 0 is :data:`UNKNOWN`, which stands for every character the vocabulary does not hold; ids
+    1 .. size - 1 are the text's distinct characters in sorted (code point) order.
+
+    Parameters
+    ----------
+    text : str
+        The text whose characters make the vocabulary (the unknown symbol itself, if the text
+        contains it, is not counted as a character: it already has id 0).
+    max_size : int, optional
+        Keep only the ``max_size`` most frequent characters (ties go to the smaller code point);
+        the rarer ones map to the unknown symbol. The vocabulary then has at most
+        ``max_size + 1`` symbols, the unknown one included.
+
+    A trained model's vocabulary is saved with :meth:`to_json` and restored with
+    :meth:`from_json`, so that the model can be sampled later::
+
+        vocabulary = Vocabulary("hello world")
+        ids = vocabulary.encode("hello")           # array([4, 3, 5, 5, 6])
+        vocabulary.decode(ids)                     # 'hello'
+        Vocabulary.from_json(vocabulary.to_json()) == vocabulary
+    """
+
+    def __init__(self, text: str, *, max_size: int | None = None):
+        if not isinstance(text, str):
+            raise TypeError(f"expected the text as a str, got {type(text).__name__}")
+        codes, counts = np.unique(_code_points(text), return_counts=True)
+        known = codes != ord(UNKNOWN)
+        codes, counts = codes[known], counts[known]
+        if max_size is not None:
+            max_size = _check_positive_int("max_size", max_size)
+            by_frequency = np.lexsort((codes, -counts))      # most frequent first, ties by code
+            codes = np.sort(codes[by_frequency[:max_size]])
+        self._set_characters([chr(code) for code in codes])
+
+    def _set_characters(self, characters) -> None:
+        self.symbols = (UNKNOWN, *characters)
+        self._codes = np.array([ord(c) for c in characters], dtype=np.int64)
+
+    @classmethod
+    def from_json(cls, symbols) -> Vocabulary:
+        """The vocabulary of :meth:`to_json`'s list: the unknown symbol, then the characters in
+        increasing order."""
+        if isinstance(symbols, str) or not isinstance(symbols, (list, tuple)):
+            raise ValueError(f"expected a list of one-character strings, got "
+                             f"{type(symbols).__name__}")
+        if not symbols or symbols[0] != UNKNOWN:
+            raise ValueError(f"expected the unknown symbol {UNKNOWN!r} first, got "
+                             f"{symbols[0] if symbols else 'an empty list'!r}")
+        characters = list(symbols[1:])
+        if not all(isinstance(c, str) and len(c) == 1 for c in characters):
+            wrong = next(c for c in characters if not (isinstance(c, str) and len(c) == 1))
+            raise ValueError(f"expected one-character strings, got {wrong!r}")
+        if any(a >= b for a, b in zip(characters, characters[1:])):
+            raise ValueError("expected the characters after the unknown symbol in strictly "
+                             "increasing order, without repeats")
+        vocabulary = cls.__new__(cls)
+        vocabulary._set_characters(characters)
+        return vocabulary
+
+    def to_json(self) -> list[str]:
+        """The symbols in id order (the unknown symbol first): a JSON-ready list."""
+        return list(self.symbols)
+
+    @property
+    def size(self) -> int:
+        """The number of symbols, the unknown one included: the width of one-hot rows."""
+        return len(self.symbols)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Vocabulary) and self.symbols == other.symbols
+
+    def __hash__(self) -> int:
+        return hash(self.symbols)
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={self.size}, symbols={''.join(self.symbols[1:])[:40]!r})"
+
+    def encode(self, text: str) -> np.ndarray:
+        """The ids of the characters of ``text``: an int64 numpy array of ``len(text)``; a
+        character the vocabulary lacks gets id 0 (unknown)."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected a str to encode, got {type(text).__name__}")
+        codes = _code_points(text)
+        if self._codes.size == 0:
+            return np.zeros(codes.shape, dtype=np.int64)
+        positions = np.searchsorted(self._codes, codes)
+        found = self._codes[np.minimum(positions, self._codes.size - 1)] == codes
+        return np.where(found, positions + 1, UNKNOWN_ID).astype(np.int64)
+
+    def decode(self, ids) -> str:
+        """The text of a 1-D sequence of ids (a list, a numpy array or any backend's array)."""
+        if isinstance(ids, (list, tuple)):
+            host = np.asarray(ids, dtype=np.int64) if ids else np.zeros(0, dtype=np.int64)
+        else:
+            host = np.asarray(backend.to_numpy(ids))
+        if host.ndim != 1:
+            raise ValueError(f"expected a 1-D sequence of ids, got shape {list(host.shape)} "
+                             f"(decode one sequence at a time, e.g. ids[:, b] of [T, B] inputs)")
+        if host.size and not np.issubdtype(host.dtype, np.integer):
+            raise ValueError(f"expected integer ids, got dtype {host.dtype}")
+        if host.size and (host.min() < 0 or host.max() >= self.size):
+            raise ValueError(f"expected ids in 0 .. {self.size - 1}, got values from "
+                             f"{host.min()} to {host.max()}")
+        return "".join(self.symbols[i] for i in host.tolist())
+
+
+# -- array helpers --------------------------------------------------------------------------
+def one_hot(ids, size: int, *, dtype: Any = None):
+    """One-hot rows ``[..., size]`` in float ``dtype`` (default float64) of integer ``ids``,
+    built on the ids' backend and device."""
+    xp = namespace_of(ids)
+    if not xp.isdtype(ids.dtype, "integral"):
+        raise TypeError(f"expected integer ids, got dtype {ids.dtype}")
+    symbols = xp.arange(size, dtype=ids.dtype, device=array_api_compat.device(ids))
+    return xp.astype(xp.expand_dims(ids, axis=-1) == symbols, backend.resolve_dtype(xp, dtype))
+
+
+def bits_per_character(loss) -> float:
+    """``loss / ln 2``: a mean categorical cross-entropy in nats per counted character (the
+    softmax loss of arrayhf's models, a 0-d array or a float) in bits per character."""
+    return float(backend.to_numpy(loss)) / math.log(2.0)
+
+
+def unigram_entropy_bits(text_or_ids) -> float:
+    """The entropy, in bits, of the character frequencies of a text (a str, or its ids): the bits
+    per character of the best model that ignores context. ``"aabb"`` gives 1.0."""
+    if isinstance(text_or_ids, str):
+        symbols = _code_points(text_or_ids)
+    else:
+        symbols = np.asarray(backend.to_numpy(text_or_ids)).reshape(-1)
+    if symbols.size == 0:
+        raise ValueError("expected a non-empty text, got one with no characters")
+    _, counts = np.unique(symbols, return_counts=True)
+    probabilities = counts / counts.sum()
+    return float(-np.sum(probabilities * np.log2(probabilities)))
+
+
+def python_stdlib_corpus(max_chars: int | None = 1_000_000) -> str:
+    """The Python standard library's own ``.py`` sources, concatenated: a corpus every machine
+    with Python has.
+
+    Files are read from ``sysconfig.get_paths()["stdlib"]`` in sorted order (directories and
+    file names), skipping :data:`SKIPPED_STDLIB_DIRECTORIES` (test suites, site-packages) and
+    files that do not decode as UTF-8; the result is cut at ``max_chars`` characters (None: no
+    limit). The same Python version therefore gives the same corpus.
+    """
+    if max_chars is not None:
+        max_chars = _check_positive_int("max_chars", max_chars)
+    root = sysconfig.get_paths()["stdlib"]
+    pieces, n_chars = [], 0
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories
+                                   if d not in SKIPPED_STDLIB_DIRECTORIES)
+        for name in sorted(f for f in files if f.endswith(".py")):
+            try:
+                with open(os.path.join(directory, name), encoding="utf-8") as file:
+                    source = file.read()
+            except (UnicodeDecodeError, OSError):
+                continue
+            pieces.append(source)
+            n_chars += len(source)
+            if max_chars is not None and n_chars >= max_chars:
+                return "".join(pieces)[:max_chars]
+    if not pieces:
+        raise FileNotFoundError(f"expected Python sources in the standard library at {root}, "
+                                f"found none")
+    return "".join(pieces)
+
+
+# -- the data object ------------------------------------------------------------------------
+class Text:
+    """Character-level text in the data-object protocol of the HF driver.
+
+    Parameters
+    ----------
+    text : str or os.PathLike
+        The text itself, or (a ``pathlib.Path``) a UTF-8 file to read. A ``str`` is always the
+        text: use :meth:`from_file` for a path given as a string.
+    T : int
+        Steps per sequence; each substring has ``T + 1`` characters (inputs and next characters).
+    batch_size, n_train_batches, n_test_batches : int
+        Sequences per batch; training batches (redrawn by ``forget()``); fixed test batches.
+    warmup : int
+        The first ``warmup`` steps of every sequence are read but not scored (mask 0); needs
+        ``0 <= warmup < T``.
+    held_out : float
+        The fraction of the text, at its end, kept for testing (0 < held_out < 1).
+    seed : int
+        Seeds the training generator (``numpy.random.SeedSequence(seed)``), which ``forget()``
+        keeps drawing from. The test substrings involve no randomness.
+    xp, dtype, device
+        The backend namespace (default :func:`arrayhf.backend.namespace`), float dtype of
+        targets and mask (default float64) and device of the batches.
+    vocabulary : Vocabulary or list, optional
+        A given vocabulary (or its :meth:`Vocabulary.to_json` list), e.g. that of a trained
+        model; default: built from the whole text.
+    max_vocabulary : int, optional
+        Builds the vocabulary from the ``max_vocabulary`` most frequent characters.
+    one_hot_inputs : bool
+        Inputs one-hot ``[T, B, V]`` in the float dtype instead of ids ``[T, B]``.
+
+    Batch ids: ``0 .. n_train_batches - 1`` for training, ``("test", i)`` for testing.
+    ``n_inputs = n_outputs = vocabulary.size`` and ``output = "softmax"`` say how to build the
+    model::
+
+        data = Text.from_file("corpus.txt", T=100, batch_size=100)
+        model = arrayhf.MRNN(data.n_inputs, 300, 300, data.n_outputs, output=data.output)
+    """
+
+    output = "softmax"
+
+    def __init__(self, text: str | os.PathLike, *, T: int = 100, batch_size: int = 100,
+                 n_train_batches: int = 10, n_test_batches: int = 2, warmup: int = 10,
+                 held_out: float = 0.1, seed: int = 0, xp=None, dtype: Any = None,
+                 device: Any = None, vocabulary: Vocabulary | list | None = None,
+                 max_vocabulary: int | None = None, one_hot_inputs: bool = False):
+        if isinstance(text, os.PathLike):
+            text = Path(text).read_text(encoding="utf-8")
+        if not isinstance(text, str):
+            raise TypeError(f"expected the text as a str (or a pathlib.Path to read), got "
+                            f"{type(text).__name__}")
+        self.T = _check_positive_int("T", T)
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        n_train_batches = _check_positive_int("n_train_batches", n_train_batches)
+        n_test_batches = _check_positive_int("n_test_batches", n_test_batches)
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \
+                or not 0 <= warmup < T:
+            raise ValueError(f"expected warmup to be an integer in 0 .. T - 1 = {T - 1}, "
+                             f"got {warmup!r}")
+        if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) \
+                or not 0.0 < held_out < 1.0:
+            raise ValueError(f"expected held_out to be a fraction strictly between 0 and 1, "
+                             f"got {held_out!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
+        if vocabulary is not None and max_vocabulary is not None:
+            raise ValueError("expected either vocabulary or max_vocabulary, got both")
+        self.warmup, self.held_out, self.seed = int(warmup), float(held_out), int(seed)
+        self.one_hot_inputs = bool(one_hot_inputs)
+
+        if vocabulary is None:
+            vocabulary = Vocabulary(text, max_size=max_vocabulary)
+        elif not isinstance(vocabulary, Vocabulary):
+            vocabulary = Vocabulary.from_json(vocabulary)
+        self.vocabulary = vocabulary
+        self.n_inputs = self.n_outputs = vocabulary.size
+
+        self.text = text
+        self.ids = vocabulary.encode(text)
+        self._text_sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        self.n_held_out = int(round(len(text) * self.held_out))
+        self.n_train = len(text) - self.n_held_out
+        for part, n_chars in (("training", self.n_train), ("held-out", self.n_held_out)):
+            if n_chars < self.T + 1:
+                raise ValueError(
+                    f"expected the {part} part to hold at least T + 1 = {self.T + 1} "
+                    f"characters, got {n_chars} (a text of {len(text)} characters with "
+                    f"held_out={self.held_out}): use a longer text, a smaller T or another "
+                    f"held_out")
+
+        self.xp = backend.namespace() if xp is None else xp
+        self.dtype = backend.resolve_dtype(self.xp, dtype)
+        self.device = backend.resolve_device(self.xp, device)
+        self._mask = backend.from_host(self._host_mask(), self.xp, dtype=self.dtype,
+                                       device=self.device)
+
+        self.train_batches = list(range(n_train_batches))
+        self.test_batches = [("test", i) for i in range(n_test_batches)]
+        self._test_offsets = self._evenly_spaced_test_offsets()
+        self._test = {batch_id: self._make_batch(offsets)
+                      for batch_id, offsets in self._test_offsets.items()}
+        self._train_rng = np.random.default_rng(np.random.SeedSequence(self.seed))
+        self._draw_training()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **options) -> Text:
+        """The text of a UTF-8 file; ``options`` are those of :class:`Text`."""
+        return cls(Path(path), **options)
+
+    # -- drawing ---------------------------------------------------------------------------
+    def _host_mask(self) -> np.ndarray:
+        mask = np.ones((self.T, self.batch_size))
+        mask[:self.warmup] = 0.0
+        return mask
+
+    def _evenly_spaced_test_offsets(self) -> dict:
+        """Start positions (in the whole text) of the test substrings: evenly spaced from the
+        first character of the held-out part to its last start that fits."""
+        n_sequences = len(self.test_batches) * self.batch_size
+        last_start = self.n_held_out - (self.T + 1)
+        starts = self.n_train + np.round(np.linspace(0, last_start, n_sequences)).astype(np.int64)
+        return {batch_id: starts[i * self.batch_size:(i + 1) * self.batch_size]
+                for i, batch_id in enumerate(self.test_batches)}
+
+    def _make_batch(self, offsets: np.ndarray) -> Batch:
+        windows = self.ids[offsets[None, :] + np.arange(self.T + 1)[:, None]]    # [T + 1, B]
+        ids = backend.from_host(np.ascontiguousarray(windows), self.xp, device=self.device)
+        inputs, next_ids = ids[:-1, ...], ids[1:, ...]
+        if self.one_hot_inputs:
+            inputs = one_hot(inputs, self.vocabulary.size, dtype=self.dtype)
+        targets = one_hot(next_ids, self.vocabulary.size, dtype=self.dtype)
+        return Batch(inputs, targets, self._mask)
+
+    def _draw_training(self) -> None:
+        """Draw every training batch's start positions, remembering the generator's state from
+        before, which is all :meth:`get_state` needs to redraw them."""
+        self._train_rng_state = copy.deepcopy(self._train_rng.bit_generator.state)
+        self._train_offsets = {
+            batch_id: self._train_rng.integers(0, self.n_train - self.T, size=self.batch_size)
+            for batch_id in self.train_batches}
+        self._train = {batch_id: self._make_batch(offsets)
+                       for batch_id, offsets in self._train_offsets.items()}
+
+    def _key(self, batch_id):
+        if isinstance(batch_id, (list, tuple)):
+            if tuple(batch_id) in self._test:
+                return tuple(batch_id)
+        elif not isinstance(batch_id, bool) and isinstance(batch_id, (int, np.integer)) \
+                and int(batch_id) in self._train:
+            return int(batch_id)
+        raise KeyError(f"unknown batch id {batch_id!r}: expected a training id 0 .. "
+                       f"{len(self.train_batches) - 1} or a test id ('test', 0 .. "
+                       f"{len(self.test_batches) - 1})")
+
+    def offsets(self, batch_id) -> np.ndarray:
+        """Where the batch's substrings start in the text: ``B`` character positions (a copy);
+        sequence ``b`` is ``text[offsets[b] : offsets[b] + T + 1]``."""
+        key = self._key(batch_id)
+        source = self._test_offsets if isinstance(key, tuple) else self._train_offsets
+        return source[key].copy()
+
+    # -- the data-object protocol ----------------------------------------------------------
+    def batch(self, batch_id) -> Batch:
+        """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
+        round trip makes of it) for testing."""
+        key = self._key(batch_id)
+        return self._test[key] if isinstance(key, tuple) else self._train[key]
+
+    def forget(self) -> None:
+        """Replace the training substrings with fresh random ones; the test set stays."""
+        self._draw_training()
+
+    def zero_one_error(self, batch: Batch, predictions) -> float:
+        """The fraction of counted (mask 1) positions whose most probable predicted character
+        is not the next character."""
+        xp = namespace_of(predictions, batch.targets, batch.mask)
+        if tuple(predictions.shape) != tuple(batch.targets.shape):
+            raise ValueError(f"expected predictions of the targets' shape "
+                             f"{list(batch.targets.shape)}, got {list(predictions.shape)}")
+        wrong = xp.astype(xp.argmax(predictions, axis=-1) != xp.argmax(batch.targets, axis=-1),
+                          predictions.dtype)
+        if batch.mask is None:
+            return float(xp.mean(wrong))
+        weights = xp.astype(batch.mask, predictions.dtype)
+        return float(xp.sum(wrong * weights) / xp.sum(weights))
+
+    @staticmethod
+    def bits_per_character(loss) -> float:
+        """The softmax loss (mean nats per counted character) in bits per character: loss / ln 2.
+        """
+        return bits_per_character(loss)
+
+    # -- exact resumes ---------------------------------------------------------------------
+    def _settings(self) -> dict:
+        return {"T": self.T, "batch_size": self.batch_size,
+                "n_train_batches": len(self.train_batches), "warmup": self.warmup,
+                "held_out": self.held_out, "seed": self.seed, "n_characters": len(self.text),
+                "text_sha256": self._text_sha256, "vocabulary": self.vocabulary.to_json()}
+
+    def get_state(self) -> dict:
+        """A JSON-ready state: the settings that shape the batches (the text's SHA-256 and the
+        vocabulary among them) and the training generator's state from before the current
+        training batches were drawn."""
+        return {**self._settings(), "train_rng_state": copy.deepcopy(self._train_rng_state)}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s state: the training batches become those of that moment,
+        and later ``forget()`` calls draw what they drew then."""
+        settings = self._settings()
+        saved = {key: state.get(key) for key in settings}
+        if saved != settings:
+            differing = sorted(key for key in settings if saved[key] != settings[key])
+            shown = {key: (saved[key], settings[key]) for key in differing
+                     if key != "vocabulary"}
+            raise ValueError(f"expected a state of this text data set, got one that differs in "
+                             f"{', '.join(differing)} (saved, current): {shown}")
+        self._train_rng.bit_generator.state = copy.deepcopy(state["train_rng_state"])
+        self._draw_training()
+
+    def __repr__(self) -> str:
+        return (f"Text({len(self.text)} characters, vocabulary size {self.vocabulary.size}, "
+                f"T={self.T}, batch_size={self.batch_size}, "
+                f"n_train_batches={len(self.train_batches)}, "
+                f"n_test_batches={len(self.test_batches)}, warmup={self.warmup}, "
+                f"held_out={self.held_out}, seed={self.seed})")
