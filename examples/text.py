@@ -1,6 +1,6 @@
 """Character-level language modelling with a multiplicative RNN trained by HF (SMH11, in small).
 
-    python examples/text.py                     # about three minutes on a 2-core CPU
+    python examples/text.py                     # about two and a half minutes on a 2-core CPU
     python examples/text.py --backend torch --device cuda --hidden 500 --factors 500 \\
         --max-chars 5000000 --iterations 200    # closer to the paper, on a GPU
 
@@ -27,10 +27,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--max-chars", type=int, default=200_000)
-    parser.add_argument("--iterations", type=int, default=12)
+    parser.add_argument("--hidden", type=int, default=100)
+    parser.add_argument("--factors", type=int, default=100)
+    parser.add_argument("--max-chars", type=int, default=300_000)
+    parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--run-dir", default="runs/text-example")
     args = parser.parse_args(argv)
     train = ["train-text", "--stdlib", "--max-chars", str(args.max_chars), "--T", "50",
