@@ -5,6 +5,7 @@ set, the HF optimizer, and the backend layer.
 """
 
 from arrayhf import backend, curvature, losses, nonlinearities
+from arrayhf.checkpoint import load_model as load
 from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
 from arrayhf.data.pathological import Pathological
@@ -35,6 +36,7 @@ __all__ = [
     "Vocabulary",
     "backend",
     "curvature",
+    "load",
     "losses",
     "nonlinearities",
 ]

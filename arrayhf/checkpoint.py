@@ -89,3 +89,36 @@ def load_latest(path) -> tuple[dict, dict, pathlib.Path]:
         except CheckpointError as error:
             errors.append(str(error))
     raise CheckpointError("no loadable checkpoint: " + "; ".join(errors))
+
+
+def load_model(path, *, backend=None, device=None, dtype=None):
+    """``(model, params)`` from a checkpoint file or a run directory, on any backend.
+
+    The model is rebuilt from the checkpoint's JSON description (no code is loaded: the file is
+    read with ``allow_pickle=False``), and θ is moved to ``backend`` (default
+    ``$ARRAYHF_BACKEND`` or numpy), ``device`` and ``dtype`` (default: the dtype it was saved in).
+    """
+    from arrayhf import backend as backends
+    from arrayhf.models import from_config
+
+    path = pathlib.Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    arrays, meta, used = load_latest(path)
+    if not meta.get("model"):
+        raise CheckpointError(f"checkpoint {used} has no model description (saved by a model "
+                              "without config()); rebuild the model and load 'params' yourself")
+    if "params" not in arrays:
+        raise CheckpointError(f"checkpoint {used} has no 'params' array")
+    model = from_config(meta["model"])
+    xp = backends.namespace(backend, device=device)
+    if backends.name_of(xp) == "jax" and (dtype or meta.get("dtype")) == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    params = backends.from_host(arrays["params"], xp, dtype=dtype or meta.get("dtype", "float64"),
+                                device=device)
+    if params.shape != (model.n_params,):
+        raise CheckpointError(f"checkpoint {used}: params of length {params.shape[0]}, but the "
+                              f"described model has {model.n_params}")
+    return model, params

@@ -225,3 +225,15 @@ def test_bad_settings_are_refused(xp, device):
         HF(classifier(), blobs(xp, device), damping=0.0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         HF(classifier(), blobs(xp, device), dampening=1.0)
+
+
+def test_a_batch_with_no_counted_output_is_refused(xp, device):
+    dataset = blobs(xp, device)
+    empty = dataset.batch(dataset.train_batches[0])
+    masked = arrayhf.Batch(empty.inputs, empty.targets,
+                           backend.from_host(np.zeros(empty.n_cases), xp, device=device))
+    dataset._batches[dataset.train_batches[0]] = masked
+    optimizer = HF(classifier(), dataset, progress=False)
+    with pytest.raises(ValueError, match="no counted output"):
+        optimizer.step()
+    assert optimizer.iteration == 0

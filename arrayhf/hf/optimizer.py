@@ -157,8 +157,13 @@ class HF:
 
     def _output_count(self, batch) -> float:
         if batch.mask is None:
-            return float(math.prod(batch.targets.shape[:-1]))
-        return float(self.xp.sum(self.xp.astype(batch.mask, batch.targets.dtype)))
+            count = float(math.prod(batch.targets.shape[:-1]))
+        else:
+            count = float(self.xp.sum(self.xp.astype(batch.mask, batch.targets.dtype)))
+        if not count > 0:
+            raise ValueError(f"a batch with no counted output (mask sum {count}, targets of "
+                             f"shape {list(batch.targets.shape)}): its mean loss is undefined")
+        return count
 
     def _weight_penalty(self, params) -> float:
         w = self.config.weight_cost
