@@ -1,7 +1,8 @@
 """arrayhf: Hessian-free optimization with hand-derived Gauss-Newton products on any array backend.
 
-The public API: models (FNN), their matching losses, the Batch container and a fixed-array data
-set, the HF optimizer, and the backend layer.
+The public API: the models (FNN, RNN, MRNN) and their matching losses, the Batch container and the
+data sets (ArrayDataset, Pathological, Text), the HF optimizer, load() for checkpoints, and the
+backend layer.
 """
 
 from arrayhf import backend, curvature, losses, nonlinearities

@@ -23,6 +23,7 @@ class CheckpointError(RuntimeError):
 
 
 def previous_path(path) -> pathlib.Path:
+    """Where the checkpoint before ``path`` is kept: NAME.prev.npz."""
     path = pathlib.Path(path)
     return path.with_name(path.name.removesuffix(".npz") + ".prev.npz")
 

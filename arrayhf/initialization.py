@@ -1,7 +1,7 @@
 """Initial weights drawn on the host (numpy), so the same seed gives the same θ on every backend.
 
 Host-side code: the models call it from ``init`` and move the packed vector to their backend once.
-Two schemes (reference.md, "Initialization"):
+Two schemes (Martens 2010; the 2011 release):
 
 - sparse (Martens 2010): every unit gets exactly ``n_nonzero`` (15) nonzero incoming weights,
   drawn from N(0, scale²); a unit with fewer inputs than that gets all of them.

@@ -15,9 +15,11 @@ class Nonlinearity:
     name: str = ""
 
     def value(self, xp, pre):
+        """h = f(a) for the pre-activations ``pre``."""
         raise NotImplementedError
 
     def slope(self, xp, hidden):
+        """f'(a), written as a function of h = f(a)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

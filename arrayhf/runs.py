@@ -48,15 +48,18 @@ class RunSettings:
     save_every: int = 5
 
     def to_json(self) -> dict:
+        """The settings as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
     def save(self, run_dir) -> None:
+        """Write ``run_dir/run.json``."""
         path = pathlib.Path(run_dir)
         path.mkdir(parents=True, exist_ok=True)
         (path / RUN_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
     def load(cls, run_dir) -> RunSettings:
+        """The settings saved in ``run_dir/run.json``."""
         path = pathlib.Path(run_dir) / RUN_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory made by "
@@ -131,9 +134,11 @@ class TextRunSettings:
     save_every: int = 2
 
     def to_json(self) -> dict:
+        """The settings as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
     def save(self, run_dir) -> None:
+        """Write ``run_dir/run.json``."""
         path = pathlib.Path(run_dir)
         path.mkdir(parents=True, exist_ok=True)
         (path / RUN_FILE).write_text(json.dumps(self.to_json(), indent=1) + "\n")
@@ -154,6 +159,7 @@ def load_settings(run_dir):
 
 
 def read_source(settings: TextRunSettings) -> str:
+    """The text of a text run: its file, or the standard library corpus, cut to max_chars."""
     from arrayhf.data.text import python_stdlib_corpus
 
     if settings.source == STDLIB:
@@ -162,6 +168,7 @@ def read_source(settings: TextRunSettings) -> str:
 
 
 def text_model(settings: TextRunSettings, vocabulary_size: int):
+    """The MRNN (or RNN) of a text run, for a vocabulary of this size."""
     from arrayhf.models.mrnn import MRNN
 
     if settings.model == "mrnn":

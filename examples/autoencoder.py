@@ -17,6 +17,7 @@ curvature on one of four chunks in turn, CG warm start 0.95.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import time
 
@@ -88,6 +89,9 @@ def main(argv=None) -> int:
     optimizer = HF(model, dataset, seed=args.seed, run_dir=args.run_dir, damping=damping,
                    weight_cost=2e-5, preconditioner=True, max_cg_iter=max_cg, save_every=5,
                    progress=False)
+    if (pathlib.Path(args.run_dir) / "checkpoint.npz").exists():
+        optimizer.resume()   # a rerun continues the run in --run-dir (same settings)
+        print(f"resumed {args.run_dir} at iteration {optimizer.iteration}")
     train_ids, test_ids = dataset.train_batches, dataset.test_batches
 
     def report(label):

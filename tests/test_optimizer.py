@@ -237,3 +237,13 @@ def test_a_batch_with_no_counted_output_is_refused(xp, device):
     with pytest.raises(ValueError, match="no counted output"):
         optimizer.step()
     assert optimizer.iteration == 0
+
+
+def test_a_new_run_in_a_run_dir_that_holds_one_is_refused(xp, device, tmp_path):
+    run_blobs(xp, device, iterations=1, run_dir=tmp_path)
+    again = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, run_dir=tmp_path,
+               progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        again.run(max_iterations=2)
+    assert [json.loads(line)["iteration"]
+            for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]

@@ -67,16 +67,24 @@ class ArrayDataset:
         self.test_batches = [key for key in self._batches if key[0] == "test"]
 
     def batch(self, batch_id) -> Batch:
-        return self._batches[tuple(batch_id)]
+        """The Batch of an id from ``train_batches`` or ``test_batches``."""
+        key = tuple(batch_id) if isinstance(batch_id, list | tuple) else batch_id
+        if key not in self._batches:
+            raise KeyError(f"no batch {batch_id!r}: expected ('train', i) for i < "
+                           f"{len(self.train_batches)} or ('test', i) for i < "
+                           f"{len(self.test_batches)}")
+        return self._batches[key]
 
     def forget(self) -> None:
         """A fixed data set has no fresh data to draw."""
 
     def zero_one_error(self, batch: Batch, predictions) -> float | None:
+        """The fraction of counted rows predicted wrong (None when ``error=None``)."""
         return zero_one_error(batch, predictions, self.error)
 
     def get_state(self) -> dict:
+        """Nothing random to restore: a fixed data set."""
         return {}
 
     def set_state(self, state: dict) -> None:
-        pass
+        """Nothing random to restore: a fixed data set."""

@@ -42,7 +42,8 @@ CHECKPOINT_NAME = "checkpoint.npz"
 class HFConfig:
     """The settings of an HF run; saved in every checkpoint and compared on resume.
 
-    Where the 2011 release and Martens' code differ, both are available (reference.md):
+    Where the 2011 release and Martens' code differ, both are available
+    (derivations/cg-and-damping.md, "2011 release vs Martens"):
     ``rho_model`` "damped" (release) or "undamped" (Martens); ``line_search`` "armijo" (Martens:
     c = 1e-2, rate 0.8, ≤ 60 tries) or "decrease" (release: first 0.8ⁱ step that lowers the loss,
     i < 50).
@@ -77,13 +78,15 @@ class HFConfig:
         if not (self.damping > 0 and math.isfinite(self.damping)):
             raise ValueError(f"expected a positive finite initial damping, got {self.damping}")
         if self.max_cg_iter < 1 or self.min_cg_iter < 0:
-            raise ValueError("expected max_cg_iter >= 1 and min_cg_iter >= 0")
+            raise ValueError(f"expected max_cg_iter >= 1 and min_cg_iter >= 0, got "
+                             f"{self.max_cg_iter} and {self.min_cg_iter}")
         for name in ("grad_batches", "curvature_batches", "backtrack_batches"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(_as_id(i) for i in value))
 
     def to_json(self) -> dict:
+        """The settings as JSON-ready values (tuples become lists), as checkpoints store them."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
@@ -145,6 +148,7 @@ class HF:
         self.cg_total = 0
         self.history: list[dict] = []
         self._dataset_state = self._get_dataset_state()
+        self._resumed = False
         self.log = RunLog(self.run_dir, echo=progress)
 
     # -- batches and the objective -----------------------------------------------------------
@@ -352,6 +356,10 @@ class HF:
         Checkpoints every ``save_every`` iterations, at the end, and on Ctrl-C (the last
         completed iteration, then the KeyboardInterrupt goes on).
         """
+        if (self.iteration == 0 and not self._resumed and self.run_dir is not None
+                and (self.run_dir / CHECKPOINT_NAME).exists()):
+            raise ValueError(f"{self.run_dir} already holds a run (its {CHECKPOINT_NAME}): call "
+                             f"resume() to continue it, or choose another run_dir")
         self.log.start_run(self.iteration, max_iterations)
         try:
             while self.iteration < max_iterations:
@@ -375,6 +383,7 @@ class HF:
         return None if getter is None else getter()
 
     def state_arrays_and_meta(self):
+        """(host arrays, JSON description) of the last completed iteration: what save() writes."""
         arrays = {"params": backend.to_numpy(self.params)}
         if self.cg_warm_start is not None:
             arrays["cg_warm_start"] = backend.to_numpy(self.cg_warm_start)
@@ -433,6 +442,7 @@ class HF:
             self.run_dir = run_dir
             self.log = RunLog(run_dir, echo=self.progress)
         self.history = self.log.resume(self.iteration)
+        self._resumed = True
         return self
 
 

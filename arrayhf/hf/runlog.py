@@ -75,18 +75,22 @@ class RunLog:
             print(text, file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
+        """A comment line (# …) in results and detailed_results, and on the terminal."""
         self._print(text)
         self._append("results", "# " + text)
         self._append("detailed_results", "# " + text)
 
     def start_run(self, iteration: int, max_iterations: int) -> None:
+        """Announce a run's iterations and where its logs go."""
         where = "" if self.run_dir is None else f", logs in {self.run_dir}"
         self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}")
 
     def start_cg(self, iteration: int) -> None:
+        """Remember which HF iteration the next CG steps belong to."""
         self.cg_iteration = iteration
 
     def cg_step(self, step) -> None:
+        """Every 10th CG step to detailed_results; a live counter on a terminal."""
         if step.step % 10 == 0:
             self._append("detailed_results",
                          f"  cg {step.step:4d}  phi {step.model_value:.6g}  |x| {step.x_norm:.4g}"
@@ -97,6 +101,7 @@ class RunLog:
             sys.stderr.flush()
 
     def iteration(self, record: dict) -> None:
+        """One HF iteration's record to all three logs and the terminal."""
         line = format_record(record)
         self._print(line)
         self._append("results", line)

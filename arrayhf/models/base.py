@@ -15,6 +15,9 @@ from arrayhf._validate import check_floating, check_shape, namespace_of
 
 
 class Model:
+    """Base of the arrayhf models: subclasses give ``layout``, ``output``, ``n_inputs``,
+    ``n_outputs``, ``data_axes`` and the passes ``_forward``, ``_r_forward``, ``_backprop``."""
+
     layout = None
     output = None
     n_inputs: int = 0
