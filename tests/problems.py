@@ -7,6 +7,7 @@ import numpy as np
 
 import arrayhf
 from arrayhf import backend
+from arrayhf.models.mrnn import MRNN
 
 import oracle
 from helpers import host
@@ -126,9 +127,120 @@ def rnn_problem(name, xp, device, dtype="float64", seed=0):
                    lambda p, x: oracle.rnn_net_output(oracle_config, p, x), xp, device, dtype)
 
 
+MRNN_STEPS, MRNN_CASES = 6, 5
+# MRNN(**arguments), the inputs ("ids": integer character ids [T, B]; "float": N(0, 1) features
+# [T, B, n_in]) and the mask ("lengths": sequences of 3 to 6 steps padded to 6, with junk in the
+# padding and every step of a sequence scored; "random": random steps scored; None: every step).
+MRNN_CONFIGURATIONS = {
+    "paper-ids-softmax-lengths": (
+        dict(n_inputs=4, n_hidden=4, n_factors=3, n_outputs=4, output="softmax",
+             variant="paper"), "ids", "lengths"),
+    "paper-float-linear-logistic-hidden-no-biases": (
+        dict(n_inputs=3, n_hidden=4, n_factors=5, n_outputs=2, output="linear",
+             hidden="logistic", variant="paper", biases=False), "float", "random"),
+    "release-ids-softmax-lengths-no-biases": (
+        dict(n_inputs=5, n_hidden=4, n_factors=3, n_outputs=5, output="softmax",
+             variant="release", biases=False), "ids", "lengths"),
+    "release-float-logistic-every-step": (
+        dict(n_inputs=3, n_hidden=3, n_factors=4, n_outputs=2, output="logistic",
+             variant="release"), "float", None),
+}
+MRNN_ID_CONFIGURATIONS = [name for name, (_, kind, _) in MRNN_CONFIGURATIONS.items()
+                          if kind == "ids"]
+
+
+class MRNNProblem:
+    """An MRNN with parameters, a batch and two directions on (xp, dtype, device), their host
+    copies, and the oracle. Integer ids stay integers on every backend (``ids_dtype``)."""
+
+    def __init__(self, name, xp, device, dtype="float64", seed=0, one_hot=False,
+                 ids_dtype="int64"):
+        arguments, kind, mask_kind = MRNN_CONFIGURATIONS[name]
+        self.model = MRNN(**arguments)
+        self.xp, self.device = xp, device
+        self.dtype = backend.resolve_dtype(xp, dtype)
+        rng = np.random.default_rng(seed)
+        shape = (MRNN_STEPS, MRNN_CASES)
+        n_inputs = arguments["n_inputs"]
+        if kind == "ids":
+            inputs = rng.integers(0, n_inputs, shape)
+        else:
+            inputs = rng.standard_normal(shape + (n_inputs,))
+        targets = host_targets(rng, arguments["output"], shape + (arguments["n_outputs"],))
+        mask = None
+        if mask_kind == "lengths":
+            lengths = rng.integers(3, MRNN_STEPS + 1, MRNN_CASES)
+            lengths[0] = MRNN_STEPS
+            mask = (np.arange(MRNN_STEPS)[:, None] < lengths).astype(np.float64)
+        elif mask_kind == "random":
+            mask = (rng.uniform(size=shape) < 0.5).astype(np.float64)
+            mask[-1, 0] = 1.0
+        if one_hot:
+            inputs = np.eye(n_inputs)[inputs]
+        self.host = {
+            "params": 0.6 * rng.standard_normal(self.model.n_params),
+            "inputs": inputs, "targets": targets, "mask": mask,
+            "v": rng.standard_normal(self.model.n_params),
+            "u": rng.standard_normal(self.model.n_params),
+        }
+        self.params, self.v, self.u = (self.to_xp(self.host[k]) for k in ("params", "v", "u"))
+        self.batch = arrayhf.Batch(self.inputs_to_xp(inputs, ids_dtype), self.to_xp(targets),
+                                   None if mask is None else self.to_xp(mask))
+
+    def to_xp(self, array):
+        return backend.from_host(array, self.xp, dtype=self.dtype, device=self.device)
+
+    def inputs_to_xp(self, inputs, ids_dtype="int64"):
+        if np.issubdtype(inputs.dtype, np.integer):
+            return backend.from_host(inputs.astype(ids_dtype), self.xp, device=self.device)
+        return self.to_xp(inputs)
+
+    def with_inputs(self, inputs):
+        """The batch with other host inputs (same targets and mask)."""
+        return arrayhf.Batch(self.inputs_to_xp(inputs), self.batch.targets, self.batch.mask)
+
+    @property
+    def output_count(self):
+        mask = self.host["mask"]
+        return float(mask.sum()) if mask is not None else float(MRNN_STEPS * MRNN_CASES)
+
+    # host functions of a host parameter vector, for finite differences
+    def loss_at(self, params):
+        return self.model.loss(self.to_xp(params), self.batch)
+
+    def net_output_at(self, params):
+        return self.model.forward(self.to_xp(params), self.batch.inputs).net_output
+
+    def tensors(self):
+        """(params, inputs, targets, mask, v) as torch tensors: float64, ids as int64."""
+        inputs = oracle.inputs_tensor(self.host["inputs"])
+        mask = None if self.host["mask"] is None else oracle.tensor(self.host["mask"])
+        return (oracle.tensor(self.host["params"]), inputs, oracle.tensor(self.host["targets"]),
+                mask, oracle.tensor(self.host["v"]))
+
+    def oracle(self):
+        """(loss, gradient, J v, G v) by torch.func."""
+        params, inputs, targets, mask, v = self.tensors()
+        config = self.model.config()
+        return oracle.oracle_products(lambda p: oracle.mrnn_net_output(config, p, inputs),
+                                      self.model.output.name, params, v, targets, mask)
+
+    def oracle_structural_product(self):
+        params, inputs, _, _, v = self.tensors()
+        return oracle.mrnn_structural_product(self.model.config(), params, inputs, v,
+                                              self.output_count)
+
+
+
+
+def mrnn_problem(name, xp, device, dtype="float64", seed=0):
+    return MRNNProblem(name, xp, device, dtype=dtype, seed=seed)
+
+
 CASES = {
     **{f"fnn/{name}": (fnn_problem, name) for name in FNN_ARCHITECTURES},
     **{f"rnn/{name}": (rnn_problem, name) for name in RNN_CONFIGURATIONS},
+    **{f"mrnn/{name}": (mrnn_problem, name) for name in MRNN_CONFIGURATIONS},
 }
 
 

@@ -1,7 +1,9 @@
 """The multiplicative RNN, both variants (SMH11's and the 2011 release's), with float and
 character-id inputs, masks and variable lengths: the hand-derived passes against central finite
 differences and the torch.func oracle, the structural damping term, ids against their one-hot
-rows, the Gauss-Newton identities, dtype/device, bad input and initialization.
+rows, the Gauss-Newton identities, dtype/device, bad input and initialization. The gradient,
+R-forward and G v checks shared by every model run on these configurations in
+test_model_derivatives.py.
 
 Tolerances (float64) as in test_model_derivatives.py: ≤ 1e-7 against central differences, ≤ 1e-10
 against torch.func, ≤ 1e-12 for identities exact in exact arithmetic.
@@ -18,123 +20,19 @@ import arrayhf
 from arrayhf import backend
 from arrayhf.models.mrnn import MRNN
 
-import oracle
 from helpers import (
     assert_matches,
-    central_difference,
-    finite_difference_jacobian,
     host,
     relative_error,
 )
-from problems import host_targets
+from problems import MRNN_CONFIGURATIONS as CONFIGURATIONS
+from problems import MRNN_ID_CONFIGURATIONS as ID_CONFIGURATIONS
+from problems import MRNNProblem
 
 FD_TOLERANCE = 1e-7
 ORACLE_TOLERANCE = 1e-10
 EXACT_TOLERANCE = 1e-12
 STRUCTURAL = 0.7  # λμ in the tests
-N_STEPS, N_CASES = 6, 5
-
-# MRNN(**arguments), the inputs ("ids": integer character ids [T, B]; "float": N(0, 1) features
-# [T, B, n_in]) and the mask ("lengths": sequences of 3 to 6 steps padded to 6, with junk in the
-# padding and every step of a sequence scored; "random": random steps scored; None: every step).
-CONFIGURATIONS = {
-    "paper-ids-softmax-lengths": (
-        dict(n_inputs=4, n_hidden=4, n_factors=3, n_outputs=4, output="softmax",
-             variant="paper"), "ids", "lengths"),
-    "paper-float-linear-logistic-hidden-no-biases": (
-        dict(n_inputs=3, n_hidden=4, n_factors=5, n_outputs=2, output="linear",
-             hidden="logistic", variant="paper", biases=False), "float", "random"),
-    "release-ids-softmax-lengths-no-biases": (
-        dict(n_inputs=5, n_hidden=4, n_factors=3, n_outputs=5, output="softmax",
-             variant="release", biases=False), "ids", "lengths"),
-    "release-float-logistic-every-step": (
-        dict(n_inputs=3, n_hidden=3, n_factors=4, n_outputs=2, output="logistic",
-             variant="release"), "float", None),
-}
-ID_CONFIGURATIONS = [name for name, (_, kind, _) in CONFIGURATIONS.items() if kind == "ids"]
-
-
-class MRNNProblem:
-    """An MRNN with parameters, a batch and two directions on (xp, dtype, device), their host
-    copies, and the oracle. Integer ids stay integers on every backend (``ids_dtype``)."""
-
-    def __init__(self, name, xp, device, dtype="float64", seed=0, one_hot=False,
-                 ids_dtype="int64"):
-        arguments, kind, mask_kind = CONFIGURATIONS[name]
-        self.model = MRNN(**arguments)
-        self.xp, self.device = xp, device
-        self.dtype = backend.resolve_dtype(xp, dtype)
-        rng = np.random.default_rng(seed)
-        shape = (N_STEPS, N_CASES)
-        n_inputs = arguments["n_inputs"]
-        if kind == "ids":
-            inputs = rng.integers(0, n_inputs, shape)
-        else:
-            inputs = rng.standard_normal(shape + (n_inputs,))
-        targets = host_targets(rng, arguments["output"], shape + (arguments["n_outputs"],))
-        mask = None
-        if mask_kind == "lengths":
-            lengths = rng.integers(3, N_STEPS + 1, N_CASES)
-            lengths[0] = N_STEPS
-            mask = (np.arange(N_STEPS)[:, None] < lengths).astype(np.float64)
-        elif mask_kind == "random":
-            mask = (rng.uniform(size=shape) < 0.5).astype(np.float64)
-            mask[-1, 0] = 1.0
-        if one_hot:
-            inputs = np.eye(n_inputs)[inputs]
-        self.host = {
-            "params": 0.6 * rng.standard_normal(self.model.n_params),
-            "inputs": inputs, "targets": targets, "mask": mask,
-            "v": rng.standard_normal(self.model.n_params),
-            "u": rng.standard_normal(self.model.n_params),
-        }
-        self.params, self.v, self.u = (self.to_xp(self.host[k]) for k in ("params", "v", "u"))
-        self.batch = arrayhf.Batch(self.inputs_to_xp(inputs, ids_dtype), self.to_xp(targets),
-                                   None if mask is None else self.to_xp(mask))
-
-    def to_xp(self, array):
-        return backend.from_host(array, self.xp, dtype=self.dtype, device=self.device)
-
-    def inputs_to_xp(self, inputs, ids_dtype="int64"):
-        if np.issubdtype(inputs.dtype, np.integer):
-            return backend.from_host(inputs.astype(ids_dtype), self.xp, device=self.device)
-        return self.to_xp(inputs)
-
-    def with_inputs(self, inputs):
-        """The batch with other host inputs (same targets and mask)."""
-        return arrayhf.Batch(self.inputs_to_xp(inputs), self.batch.targets, self.batch.mask)
-
-    @property
-    def output_count(self):
-        mask = self.host["mask"]
-        return float(mask.sum()) if mask is not None else float(N_STEPS * N_CASES)
-
-    # host functions of a host parameter vector, for finite differences
-    def loss_at(self, params):
-        return self.model.loss(self.to_xp(params), self.batch)
-
-    def net_output_at(self, params):
-        return self.model.forward(self.to_xp(params), self.batch.inputs).net_output
-
-    def tensors(self):
-        """(params, inputs, targets, mask, v) as torch tensors: float64, ids as int64."""
-        inputs = oracle.inputs_tensor(self.host["inputs"])
-        mask = None if self.host["mask"] is None else oracle.tensor(self.host["mask"])
-        return (oracle.tensor(self.host["params"]), inputs, oracle.tensor(self.host["targets"]),
-                mask, oracle.tensor(self.host["v"]))
-
-    def oracle(self):
-        """(loss, gradient, J v, G v) by torch.func."""
-        params, inputs, targets, mask, v = self.tensors()
-        config = self.model.config()
-        return oracle.oracle_products(lambda p: oracle.mrnn_net_output(config, p, inputs),
-                                      self.model.output.name, params, v, targets, mask)
-
-    def oracle_structural_product(self):
-        params, inputs, _, _, v = self.tensors()
-        return oracle.mrnn_structural_product(self.model.config(), params, inputs, v,
-                                              self.output_count)
-
 
 @pytest.fixture(params=list(CONFIGURATIONS))
 def problem(request, xp, device):
@@ -142,47 +40,8 @@ def problem(request, xp, device):
 
 
 # -- against central finite differences ----------------------------------------------------
-def test_gradient_matches_central_differences(problem):
-    fd_gradient = finite_difference_jacobian(problem.loss_at, problem.host["params"])[0]
-    gradient = problem.model.gradient(problem.params, problem.batch)
-    assert relative_error(gradient, fd_gradient) <= FD_TOLERANCE
-
-
-def test_r_forward_matches_central_differences(problem):
-    cache = problem.model.forward(problem.params, problem.batch.inputs)
-    r_net_output = problem.model.r_forward(problem.params, problem.v, problem.batch.inputs, cache)
-    fd = central_difference(problem.net_output_at, problem.host["params"], problem.host["v"])
-    assert relative_error(r_net_output, fd) <= FD_TOLERANCE
-
-
-def test_gauss_newton_product_matches_finite_difference_factors(problem):
-    """G v against J_fdᵀ H_fd J_fd v: J by central differences of z(θ), H_L by central
-    differences of dL/dz."""
-    model, batch = problem.model, problem.batch
-    z = host(model.forward(problem.params, batch.inputs).net_output)
-    jacobian = finite_difference_jacobian(problem.net_output_at, problem.host["params"])
-    jacobian_v = (jacobian @ problem.host["v"]).reshape(z.shape)
-
-    def delta_at(net_output):
-        return model.output.delta(problem.to_xp(net_output), batch.targets, batch.mask)
-
-    curvature_output = central_difference(delta_at, z, jacobian_v)
-    fd_product = jacobian.T @ curvature_output.reshape(-1)
-    product = model.gauss_newton_product(problem.params, batch, problem.v)
-    assert relative_error(product, fd_product) <= FD_TOLERANCE
-
-
-# -- against the torch.func oracle (float64) -----------------------------------------------
-def test_loss_gradient_jvp_and_gv_match_torch_func(problem):
-    loss, gradient, jacobian_v, gauss_newton_v = problem.oracle()
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    assert relative_error(model.loss(params, batch, cache), loss) <= ORACLE_TOLERANCE
-    assert relative_error(model.gradient(params, batch, cache), gradient) <= ORACLE_TOLERANCE
-    assert relative_error(model.r_forward(params, problem.v, batch.inputs, cache),
-                          jacobian_v) <= ORACLE_TOLERANCE
-    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
-                          gauss_newton_v) <= ORACLE_TOLERANCE
+# gradient, R-forward and G v against central differences and torch.func: the shared suite,
+# tests/test_model_derivatives.py, runs them on these configurations (problems.CASES "mrnn/...").
 
 
 def test_structural_damping_product_matches_torch_func(problem):
