@@ -6,6 +6,8 @@ done, with a message that says what was expected and what was received.
 
 from __future__ import annotations
 
+import math
+
 import array_api_compat
 
 
@@ -20,6 +22,10 @@ def namespace_of(*arrays):
     devices: both name what they found.
     """
     present = [a for a in arrays if a is not None]
+    for array in present:
+        if not array_api_compat.is_array_api_obj(array):
+            raise TypeError(f"expected arrays (numpy, torch, cupy, jax, array_api_strict), got "
+                            f"a {type(array).__module__}.{type(array).__name__}")
     try:
         xp = array_api_compat.array_namespace(*present)
     except TypeError as error:
@@ -57,3 +63,33 @@ def check_shape(name: str, array, expected: tuple) -> None:
     ):
         pretty = ", ".join("*" if s is None else str(s) for s in expected)
         raise ValueError(f"expected {name} of shape [{pretty}], got {list(shape)}")
+
+
+def check_finite(xp, name: str, array) -> None:
+    """Every entry of a floating ``array`` is finite (no NaN, no ±Inf); integer and boolean arrays
+    pass. One reduction and one host read: call it where values enter (data sets, the HF driver,
+    loading), not inside the passes."""
+    if not xp.isdtype(array.dtype, "real floating"):
+        return
+    finite = xp.isfinite(array)
+    if not bool(xp.all(finite)):
+        bad = int(xp.sum(xp.astype(xp.logical_not(finite), array.dtype)))
+        raise ValueError(f"expected finite values in {name}, got {bad} NaN or Inf entries of "
+                         f"{math.prod(array.shape)}")
+
+
+def check_batch_values(xp, name: str, batch) -> None:
+    """A Batch's floating inputs, targets and mask are finite, its mask is not negative and
+    counts at least one output: what makes its mean loss defined and G positive semi-definite."""
+    check_finite(xp, f"{name}.inputs", batch.inputs)
+    check_finite(xp, f"{name}.targets", batch.targets)
+    if batch.mask is not None:
+        check_finite(xp, f"{name}.mask", batch.mask)
+        weights = xp.astype(batch.mask, xp.float64 if batch.mask.dtype == xp.float64
+                            else xp.float32)
+        if bool(xp.any(weights < 0)):
+            raise ValueError(f"expected {name}.mask >= 0 (a weight per output), got negative "
+                             "entries")
+        if not float(xp.sum(weights)) > 0:
+            raise ValueError(f"expected {name}.mask to count at least one output, got a mask "
+                             "that is zero everywhere: the mean loss is undefined")

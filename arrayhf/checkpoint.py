@@ -36,6 +36,8 @@ def save(path, arrays: dict, meta: dict) -> pathlib.Path:
     if _META_KEY in arrays:
         raise ValueError(f"array name {_META_KEY!r} is reserved")
     document = json.dumps({"format_version": FORMAT_VERSION, **meta})
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):   # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
         np.savez(handle, **{name: np.asarray(a) for name, a in arrays.items()},
@@ -70,6 +72,9 @@ def load(path) -> tuple[dict, dict]:
         meta = json.loads(str(arrays.pop(_META_KEY)))
     except json.JSONDecodeError as error:
         raise CheckpointError(f"checkpoint {path}: damaged description ({error})") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: damaged description (a JSON "
+                              f"{type(meta).__name__}, expected an object)")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {version!r}; this arrayhf "

@@ -139,21 +139,45 @@ def _verdict(settings, optimizer, seconds) -> str:
             f"(needs < {100 * settings.threshold:g}%)")
 
 
-def _train(settings: runs.RunSettings, run_dir, *, resume: bool) -> int:
-    run_dir = pathlib.Path(run_dir)
-    if not resume and (run_dir / "checkpoint.npz").exists():
+def _has_checkpoint(run_dir: pathlib.Path) -> bool:
+    from arrayhf import checkpoint
+
+    path = run_dir / "checkpoint.npz"
+    return path.exists() or checkpoint.previous_path(path).exists()
+
+
+def _start_or_resume(optimizer, settings, run_dir: pathlib.Path, *, resume: bool,
+                     force: bool) -> None:
+    """Resume from the run's checkpoint; a run killed before its first checkpoint (none yet)
+    starts again from iteration 0. A new run saves its settings to run.json first."""
+    if resume and _has_checkpoint(run_dir):
+        optimizer.resume(force=force)
+    elif resume:
+        print(f"{run_dir} has no checkpoint yet (stopped before its first save): starting it "
+              f"from iteration 0", file=sys.stderr)
+    else:
+        settings.save(run_dir)
+
+
+def _refuse_second_run(run_dir: pathlib.Path) -> bool:
+    if _has_checkpoint(run_dir):
         print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
               f"choose another --run-dir", file=sys.stderr)
+        return True
+    return False
+
+
+def _train(settings: runs.RunSettings, run_dir, *, resume: bool, force: bool = False) -> int:
+    run_dir = pathlib.Path(run_dir)
+    if not resume and _refuse_second_run(run_dir):
         return 2
     _, dataset, optimizer = runs.build(settings, run_dir)
+    _start_or_resume(optimizer, settings, run_dir, resume=resume, force=force)
     if resume:
-        optimizer.resume()
         if optimizer.history and optimizer.history[-1]["test_error"] is not None and \
                 optimizer.history[-1]["test_error"] < settings.threshold:
             print(_verdict(settings, optimizer, 0.0))
             return 0
-    else:
-        settings.save(run_dir)
     print(f"{settings.problem}: T = {settings.T}, {settings.hidden} hidden units, "
           f"{len(dataset.train_batches)}×{settings.batch_size} training sequences (fresh each "
           f"iteration), curvature on {settings.batch_size}, backend {settings.backend} "
@@ -199,29 +223,29 @@ def train(args) -> int:
 
 
 def resume(args) -> int:
-    """Continue a run (pathological or text) from its last checkpoint."""
+    """Continue a run (pathological or text) from its last checkpoint. Settings other than
+    --iterations and --save-every must be those the checkpoint was made with (--force: resume
+    anyway)."""
     settings = runs.load_settings(args.run_dir)
     if args.iterations is not None:
         settings.iterations = args.iterations
+    if args.save_every is not None:
+        settings.save_every = args.save_every
     if isinstance(settings, runs.TextRunSettings):
-        return _train_text(settings, args.run_dir, resume=True)
-    return _train(settings, args.run_dir, resume=True)
+        return _train_text(settings, args.run_dir, resume=True, force=args.force)
+    return _train(settings, args.run_dir, resume=True, force=args.force)
 
 
 # -- character-level text ----------------------------------------------------------------------
-def _train_text(settings: runs.TextRunSettings, run_dir, *, resume: bool) -> int:
+def _train_text(settings: runs.TextRunSettings, run_dir, *, resume: bool,
+                force: bool = False) -> int:
     from arrayhf.data.text import bits_per_character, unigram_entropy_bits
 
     run_dir = pathlib.Path(run_dir)
-    if not resume and (run_dir / "checkpoint.npz").exists():
-        print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
-              f"choose another --run-dir", file=sys.stderr)
+    if not resume and _refuse_second_run(run_dir):
         return 2
     model, dataset, optimizer = runs.build_text(settings, run_dir)
-    if resume:
-        optimizer.resume()
-    else:
-        settings.save(run_dir)
+    _start_or_resume(optimizer, settings, run_dir, resume=resume, force=force)
     unigram = unigram_entropy_bits(dataset.vocabulary.encode(runs.read_source(settings)))
     print(f"{model}: {model.n_params} parameters; {len(dataset.vocabulary.symbols)} symbols; "
           f"{settings.train_batches}×{settings.batch_size} substrings of {settings.T + 1} "
@@ -343,7 +367,16 @@ def predict(args) -> int:
     """Load a checkpoint onto a backend and write its predictions for inputs from a .npy file."""
     model, params = arrayhf.load(args.run_dir, backend=args.backend, device=args.device,
                                  dtype=args.dtype)
-    host_inputs = np.load(args.inputs, allow_pickle=False)
+    try:
+        host_inputs = np.load(args.inputs, allow_pickle=False)
+    except (ValueError, OSError) as error:   # not .npy, pickled objects, torn file
+        raise ValueError(f"{args.inputs}: expected a .npy file of numbers ({error})") from error
+    if host_inputs.dtype.kind not in "iuf":
+        raise TypeError(f"{args.inputs}: expected inputs of a float or integer dtype, got "
+                        f"{host_inputs.dtype}")
+    if host_inputs.dtype.kind == "f" and not np.isfinite(host_inputs).all():
+        raise ValueError(f"{args.inputs}: expected finite inputs, got "
+                         f"{int((~np.isfinite(host_inputs)).sum())} NaN or Inf entries")
     xp = backend.namespace(args.backend)
     is_ids = np.issubdtype(host_inputs.dtype, np.integer)
     inputs = backend.from_host(host_inputs, xp, dtype=None if is_ids else params.dtype,
@@ -380,6 +413,8 @@ def _add_run_options(parser, *, for_demo: bool) -> None:
                         help="solved below this test error (default 0.001, the release's; "
                              "MS11 and the CPU demo: 0.01)")
     parser.add_argument("--run-dir", dest="run_dir")
+    parser.add_argument("--save-every", dest="save_every", type=int,
+                        help="checkpoint every this many iterations (default 5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     text_parser.add_argument("--max-cg", dest="max_cg", type=int)
     text_parser.add_argument("--max-vocabulary", dest="max_vocabulary", type=int)
     text_parser.add_argument("--run-dir", dest="run_dir")
+    text_parser.add_argument("--save-every", dest="save_every", type=int,
+                             help="checkpoint every this many iterations (default 2)")
     text_parser.set_defaults(run=train_text)
 
     sample_parser = commands.add_parser("sample", help="generate text from a text run")
@@ -449,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume_parser = commands.add_parser("resume", help="continue a run from its checkpoint")
     resume_parser.add_argument("run_dir")
     resume_parser.add_argument("--iterations", type=int, help="new limit on HF iterations")
+    resume_parser.add_argument("--save-every", dest="save_every", type=int,
+                               help="checkpoint every this many iterations")
+    resume_parser.add_argument("--force", action="store_true",
+                               help="resume even if run.json differs from the checkpoint's "
+                                    "settings")
     resume_parser.set_defaults(run=resume)
 
     plot_parser = commands.add_parser("plot", help="curves.png and hidden_states.png of a run")
@@ -478,7 +520,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (backend.BackendError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except (backend.BackendError, ValueError, TypeError, KeyError, OSError, RuntimeError) as error:
         if os.environ.get("ARRAYHF_DEBUG"):
             raise
         print(f"arrayhf {args.command}: {error} (ARRAYHF_DEBUG=1 shows the traceback)",

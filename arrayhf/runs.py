@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from dataclasses import dataclass
 
@@ -23,8 +24,35 @@ from arrayhf.hf.optimizer import HF
 RUN_FILE = "run.json"
 
 
+# Settings a resumed run may change: how long it goes on, and how often it saves.
+CHANGEABLE_ON_RESUME = ("iterations", "save_every")
+
+
+class _SavedSettings:
+    """What both settings records share: JSON form, an atomic run.json, and the part of the
+    settings that a resume must find unchanged."""
+
+    def to_json(self) -> dict:
+        """The settings as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    def run_info(self) -> dict:
+        """The settings a checkpoint records and a resume compares (all but
+        CHANGEABLE_ON_RESUME)."""
+        return {key: value for key, value in self.to_json().items()
+                if key not in CHANGEABLE_ON_RESUME}
+
+    def save(self, run_dir) -> None:
+        """Write ``run_dir/run.json`` atomically (a kill leaves the old file or the new one)."""
+        path = pathlib.Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        temporary = path / f".{RUN_FILE}.tmp"
+        temporary.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        os.replace(temporary, path / RUN_FILE)
+
+
 @dataclass
-class RunSettings:
+class RunSettings(_SavedSettings):
     """Everything needed to build a pathological-problem run again."""
 
     problem: str = "multiplication"
@@ -46,29 +74,6 @@ class RunSettings:
     rho_model: str = "damped"
     line_search: str = "decrease"
     save_every: int = 5
-
-    def to_json(self) -> dict:
-        """The settings as a JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    def save(self, run_dir) -> None:
-        """Write ``run_dir/run.json``."""
-        path = pathlib.Path(run_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / RUN_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, run_dir) -> RunSettings:
-        """The settings saved in ``run_dir/run.json``."""
-        path = pathlib.Path(run_dir) / RUN_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory made by "
-                                    "'arrayhf train' or 'arrayhf demo'?")
-        saved = json.loads(path.read_text())
-        unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-        return cls(**saved)
 
 
 def xp_for(settings: RunSettings):
@@ -97,7 +102,8 @@ def build(settings: RunSettings, run_dir=None, progress: bool = True):
                    save_every=settings.save_every, progress=progress, damping=damping,
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
                    curvature_batches=(dataset.train_batches[0],),
-                   rho_model=settings.rho_model, line_search=settings.line_search)
+                   rho_model=settings.rho_model, line_search=settings.line_search,
+                   run_info=settings.run_info())
     return model, dataset, optimizer
 
 
@@ -106,7 +112,7 @@ STDLIB = "stdlib"  # the source name of the Python standard library's own source
 
 
 @dataclass
-class TextRunSettings:
+class TextRunSettings(_SavedSettings):
     """Everything needed to build a text run again (and to sample from it on another machine:
     the vocabulary is stored, not recomputed)."""
 
@@ -133,16 +139,6 @@ class TextRunSettings:
     vocabulary: list | None = None       # filled in when the run starts
     save_every: int = 2
 
-    def to_json(self) -> dict:
-        """The settings as a JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    def save(self, run_dir) -> None:
-        """Write ``run_dir/run.json``."""
-        path = pathlib.Path(run_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / RUN_FILE).write_text(json.dumps(self.to_json(), indent=1) + "\n")
-
 
 def load_settings(run_dir):
     """The settings of a run directory: RunSettings or TextRunSettings, by their ``kind``."""
@@ -150,7 +146,12 @@ def load_settings(run_dir):
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory made by "
                                 "'arrayhf train', 'arrayhf demo' or 'arrayhf train-text'?")
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is damaged: not JSON ({error})") from error
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} is damaged: expected a JSON object, got {type(saved).__name__}")
     cls = TextRunSettings if saved.get("kind") == "text" else RunSettings
     unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -196,5 +197,6 @@ def build_text(settings: TextRunSettings, run_dir=None, progress: bool = True):
     model = text_model(settings, dataset.vocabulary.size)
     optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
                    save_every=settings.save_every, progress=progress, damping=settings.damping,
-                   structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg)
+                   structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
+                   run_info=settings.run_info())
     return model, dataset, optimizer

@@ -9,7 +9,7 @@ resumed run continues exactly.
 
 from __future__ import annotations
 
-from arrayhf._validate import namespace_of
+from arrayhf._validate import check_finite, namespace_of
 from arrayhf.data.batch import Batch
 
 ERROR_KINDS = ("argmax", "threshold", None)
@@ -50,7 +50,10 @@ class ArrayDataset:
             raise ValueError(f"expected error in {ERROR_KINDS}, got {error!r}")
         if batch_size < 1:
             raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-        namespace_of(train_inputs, train_targets, test_inputs, test_targets)
+        xp = namespace_of(train_inputs, train_targets, test_inputs, test_targets)
+        for name, array in (("train_inputs", train_inputs), ("train_targets", train_targets),
+                            ("test_inputs", test_inputs), ("test_targets", test_targets)):
+            check_finite(xp, name, array)
         self.error = error
         self._batches = {}
         for split, inputs, targets in (("train", train_inputs, train_targets),

@@ -26,11 +26,18 @@ import pathlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import array_api_compat
 
 from arrayhf import backend, checkpoint
-from arrayhf._validate import namespace_of
+from arrayhf._validate import (
+    check_batch_values,
+    check_finite,
+    check_floating,
+    check_shape,
+    namespace_of,
+)
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
 from arrayhf.hf.runlog import RunLog
@@ -75,19 +82,54 @@ class HFConfig:
         if self.line_search not in ("armijo", "decrease"):
             raise ValueError(f"expected line_search 'armijo' or 'decrease', got "
                              f"{self.line_search!r}")
+        for name, low, high, closed in _RANGES:
+            value = getattr(self, name)
+            integral = name in _INTEGER_SETTINGS
+            if isinstance(value, bool) or not isinstance(value, Integral if integral else Real):
+                kind = "an integer" if integral else "a number"
+                raise TypeError(f"expected {name} to be {kind}, got {value!r}")
+            inside = (low <= value <= high) if closed else (low < value < high)
+            if not (math.isfinite(value) and inside):
+                interval = f"[{low}, {high}]" if closed else f"({low}, {high})"
+                raise ValueError(f"expected {name} in {interval}, got {value}")
+            object.__setattr__(self, name, int(value) if integral else float(value))
+        if isinstance(self.damping, bool) or not isinstance(self.damping, Real):
+            raise TypeError(f"expected damping to be a number, got {self.damping!r}")
+        object.__setattr__(self, "damping", float(self.damping))
         if not (self.damping > 0 and math.isfinite(self.damping)):
             raise ValueError(f"expected a positive finite initial damping, got {self.damping}")
-        if self.max_cg_iter < 1 or self.min_cg_iter < 0:
-            raise ValueError(f"expected max_cg_iter >= 1 and min_cg_iter >= 0, got "
-                             f"{self.max_cg_iter} and {self.min_cg_iter}")
+        if self.min_cg_iter > self.max_cg_iter:
+            raise ValueError(f"expected min_cg_iter <= max_cg_iter, got {self.min_cg_iter} > "
+                             f"{self.max_cg_iter}")
         for name in ("grad_batches", "curvature_batches", "backtrack_batches"):
             value = getattr(self, name)
             if value is not None:
+                if not isinstance(value, list | tuple) or not value:
+                    raise TypeError(f"expected {name} to be a non-empty list of batch ids or "
+                                    f"None, got {value!r}")
                 object.__setattr__(self, name, tuple(_as_id(i) for i in value))
 
     def to_json(self) -> dict:
         """The settings as JSON-ready values (tuples become lists), as checkpoints store them."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+# (setting, low, high, closed interval?) checked by HFConfig
+_RANGES = (
+    ("structural_damping_mu", 0.0, math.inf, True),
+    ("max_cg_iter", 1, math.inf, True),
+    ("min_cg_iter", 0, math.inf, True),
+    ("cg_epsilon", 0.0, 1.0, True),      # 0: no relative-progress stop
+    ("cg_decay", 0.0, 1.0, True),
+    ("weight_cost", 0.0, math.inf, True),
+    ("armijo_c", 0.0, 1.0, False),
+    ("line_search_rate", 0.0, 1.0, False),
+    ("max_line_search", 1, math.inf, True),
+    ("damping_boost", 1.0, math.inf, False),
+    ("damping_drop", 0.0, 1.0, False),
+    ("test_every", 0, math.inf, True),
+)
+_INTEGER_SETTINGS = ("max_cg_iter", "min_cg_iter", "max_line_search", "test_every")
 
 
 def _as_id(batch_id):
@@ -116,31 +158,51 @@ class HF:
         Checkpoint every this many iterations (and on Ctrl-C, and at the end of ``run``).
     progress : bool
         Print one line per HF iteration (and a live CG counter on a terminal).
+    run_info : dict, optional
+        A JSON-ready description of how the caller built the run (the command line's settings):
+        saved in every checkpoint and, like the HF settings and the model, compared on resume.
     **settings
         Fields of :class:`HFConfig`.
     """
 
     def __init__(self, model, dataset, *, params=None, seed: int = 0, run_dir=None,
-                 save_every: int = 5, progress: bool = True, **settings):
+                 save_every: int = 5, progress: bool = True, run_info: dict | None = None,
+                 **settings):
         self.model = model
         self.dataset = dataset
         self.config = HFConfig(**settings)
         self.seed = seed
-        self.save_every = save_every
+        if isinstance(save_every, bool) or not isinstance(save_every, Integral) or save_every < 0:
+            raise ValueError(f"expected save_every to be an integer >= 0, got {save_every!r}")
+        self.save_every = int(save_every)
         self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
         self.progress = progress
+        self.run_info = None if run_info is None else json.loads(json.dumps(run_info))
         self.rule = LevenbergMarquardt(boost=self.config.damping_boost,
                                        drop=self.config.damping_drop)
         if self.config.preconditioner and not hasattr(model, "per_case_squared_gradient"):
             raise ValueError(f"preconditioner=True needs {type(model).__name__}."
                              "per_case_squared_gradient, which this model does not have")
-        first = dataset.batch(self._train_ids()[0])
-        self.xp = namespace_of(first.inputs)
+        if self.config.structural_damping_mu and not hasattr(model, "structural_damping_product"):
+            raise ValueError(f"{type(model).__name__} has no structural damping term: expected "
+                             f"structural_damping_mu=0, got {self.config.structural_damping_mu}")
+        train_ids = self._train_ids()
+        if not train_ids:
+            raise ValueError("expected a data set with at least one training batch, got none")
+        for batch_id in {repr(i): i for i in (*train_ids, *(self.config.curvature_batches or ()),
+                                              *(self.config.backtrack_batches or ()))}.values():
+            dataset.batch(batch_id)   # an unknown id raises the data set's KeyError now
+        first = dataset.batch(train_ids[0])
+        self.xp = namespace_of(first.inputs, first.targets, first.mask)
+        self._checked_batches: set = set()
         if params is None:
             params = model.init(seed, xp=self.xp, dtype=first.targets.dtype,  # inputs may be ids
                                 device=array_api_compat.device(first.inputs))
         else:
             namespace_of(params, first.inputs)  # one backend, one device
+            check_shape("params", params, (model.n_params,))
+            check_floating(self.xp, "params", params, first.targets.dtype)
+            check_finite(self.xp, "params", params)
         self.params = params
         self.damping = self.config.damping
         self.cg_warm_start = None
@@ -158,6 +220,16 @@ class HF:
     def _curvature_id(self, iteration):
         ids = list(self.config.curvature_batches or self.dataset.train_batches)
         return ids[(iteration - 1) % len(ids)]
+
+    def _batch(self, batch_id):
+        """The data set's batch, its values checked the first time this iteration's data is read
+        (finite, mask >= 0 counting some output): bad data is refused before any work on it."""
+        batch = self.dataset.batch(batch_id)
+        key = repr(batch_id)
+        if key not in self._checked_batches:
+            check_batch_values(self.xp, f"batch {batch_id!r}", batch)
+            self._checked_batches.add(key)
+        return batch
 
     def _output_count(self, batch) -> float:
         if batch.mask is None:
@@ -178,7 +250,7 @@ class HF:
         number of counted outputs)."""
         total, count = 0.0, 0.0
         for batch_id in batch_ids:
-            batch = self.dataset.batch(batch_id)
+            batch = self._batch(batch_id)
             outputs = self._output_count(batch)
             total += outputs * float(self.model.loss(params, batch))
             count += outputs
@@ -193,7 +265,7 @@ class HF:
         """(f(θ), ∇f(θ)) over the batches, weighted like :meth:`_data_loss`."""
         total_loss, gradient, count = 0.0, None, 0.0
         for batch_id in batch_ids:
-            batch = self.dataset.batch(batch_id)
+            batch = self._batch(batch_id)
             outputs = self._output_count(batch)
             cache = self.model.forward(params, batch.inputs)
             total_loss += outputs * float(self.model.loss(params, batch, cache))
@@ -213,8 +285,11 @@ class HF:
         iteration = self.iteration + 1
         if iteration > 1:
             self.dataset.forget()
+            self._checked_batches = set()
         params = self.params
         grad_ids = self._train_ids()
+        for batch_id in dict.fromkeys([*grad_ids, self._curvature_id(iteration)]):
+            self._batch(batch_id)   # every batch of this iteration checked before any work
         objective, gradient = self._loss_and_gradient(params, grad_ids)
         gradient_norm = math.sqrt(float(xp.sum(gradient * gradient)))
         if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
@@ -224,7 +299,7 @@ class HF:
 
         damping = self.damping
         structural = structural_damping_coefficient(damping, config.structural_damping_mu)
-        curvature_batch = self.dataset.batch(self._curvature_id(iteration))
+        curvature_batch = self._batch(self._curvature_id(iteration))
         cache = self.model.forward(params, curvature_batch.inputs)   # once for all of CG
         shift = damping + config.weight_cost
 
@@ -337,7 +412,7 @@ class HF:
         losses, errors, counts = 0.0, 0.0, 0.0
         has_error = True
         for batch_id in self.dataset.test_batches:
-            batch = self.dataset.batch(batch_id)
+            batch = self._batch(batch_id)
             outputs = self._output_count(batch)
             cache = self.model.forward(params, batch.inputs)
             losses += outputs * float(self.model.loss(params, batch, cache))
@@ -361,6 +436,8 @@ class HF:
             raise ValueError(f"{self.run_dir} already holds a run (its {CHECKPOINT_NAME}): call "
                              f"resume() to continue it, or choose another run_dir")
         self.log.start_run(self.iteration, max_iterations)
+        if self.iteration == 0 and not self._resumed:
+            self.save()   # from here on a kill at any moment leaves a checkpoint to resume
         try:
             while self.iteration < max_iterations:
                 record = self.step()
@@ -398,6 +475,7 @@ class HF:
             "config": self.config.to_json(),
             "model": model_config,
             "dtype": str(self.params.dtype).split(".")[-1],
+            "run_info": self.run_info,
         }
         return arrays, meta
 
@@ -424,20 +502,26 @@ class HF:
         differences = _differences(meta.get("config", {}), self.config.to_json(), "config")
         if hasattr(self.model, "config"):
             differences += _differences(meta.get("model") or {}, self.model.config(), "model")
+        if self.run_info is not None or meta.get("run_info") is not None:
+            differences += _differences(meta.get("run_info") or {}, self.run_info or {}, "run")
         if differences and not force:
             raise ValueError("the checkpoint was made with other settings: "
-                             + "; ".join(differences) + " (pass force=True to resume anyway)")
-        dtype, device = self.params.dtype, array_api_compat.device(self.params)
-        self.params = backend.from_host(arrays["params"], self.xp, dtype=dtype, device=device)
-        self.cg_warm_start = (backend.from_host(arrays["cg_warm_start"], self.xp, dtype=dtype,
-                                                device=device)
-                              if "cg_warm_start" in arrays else None)
-        self.damping = float(meta["damping"])
-        self.iteration = int(meta["iteration"])
-        self.cg_total = int(meta["cg_total"])
+                             + "; ".join(differences)
+                             + " (force=True, or 'arrayhf resume --force', resumes anyway)")
+        params, warm_start, damping, iteration, cg_total = self._read_state(arrays, meta, run_dir)
         if meta.get("dataset_state") is not None and hasattr(self.dataset, "set_state"):
-            self.dataset.set_state(meta["dataset_state"])
+            try:
+                self.dataset.set_state(meta["dataset_state"])   # checks its own state first
+            except ValueError as error:
+                if not force:
+                    raise
+                self.log.message(f"forced resume: the data set's state was not restored "
+                                 f"({error}); it goes on from its own seed")
+        # every check passed: only now is this optimizer's state replaced
+        self.params, self.cg_warm_start, self.damping = params, warm_start, damping
+        self.iteration, self.cg_total = iteration, cg_total
         self._dataset_state = self._get_dataset_state()
+        self._checked_batches = set()
         if self.run_dir is None:
             self.run_dir = run_dir
             self.log = RunLog(run_dir, echo=self.progress)
@@ -446,7 +530,41 @@ class HF:
         return self
 
 
-def _differences(saved: dict, current: dict, label: str) -> list[str]:
+    def _read_state(self, arrays, meta, run_dir):
+        """(params, CG warm start, λ, iteration, CG total) of a checkpoint, on this optimizer's
+        backend, dtype and device; CheckpointError when anything is missing or malformed."""
+        n_params = self.model.n_params
+        for name in ("params", "cg_warm_start"):
+            if name in arrays and arrays[name].shape != (n_params,):
+                raise checkpoint.CheckpointError(
+                    f"checkpoint in {run_dir}: expected {name} of shape [{n_params}], got "
+                    f"{list(arrays[name].shape)}")
+        if "params" not in arrays:
+            raise checkpoint.CheckpointError(f"checkpoint in {run_dir} has no 'params' array")
+        try:
+            damping, iteration = float(meta["damping"]), int(meta["iteration"])
+            cg_total = int(meta["cg_total"])
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise checkpoint.CheckpointError(
+                f"checkpoint in {run_dir}: damaged description ({type(error).__name__}: {error})"
+            ) from error
+        if not (damping > 0 and math.isfinite(damping) and iteration >= 0 and cg_total >= 0):
+            raise checkpoint.CheckpointError(
+                f"checkpoint in {run_dir}: expected damping > 0 and counts >= 0, got damping "
+                f"{damping}, iteration {iteration}, cg_total {cg_total}")
+        dtype, device = self.params.dtype, array_api_compat.device(self.params)
+        moved = {name: backend.from_host(arrays[name], self.xp, dtype=dtype, device=device)
+                 for name in ("params", "cg_warm_start") if name in arrays}
+        for name, array in moved.items():
+            try:
+                check_finite(self.xp, f"the checkpoint's {name}", array)
+            except ValueError as error:
+                raise checkpoint.CheckpointError(f"checkpoint in {run_dir}: {error}") from error
+        return moved["params"], moved.get("cg_warm_start"), damping, iteration, cg_total
+
+
+def _differences(saved, current: dict, label: str) -> list[str]:
+    saved = saved if isinstance(saved, dict) else {"(description)": saved}
     keys = sorted(set(saved) | set(current))
     return [f"{label}.{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
             for key in keys if saved.get(key) != current.get(key)]

@@ -49,10 +49,17 @@ class Model:
         check_shape("inputs", inputs, (None,) * self.data_axes + (self.n_inputs,))
         check_floating(xp, "inputs", inputs, params.dtype)
 
+    def _positions(self, inputs) -> tuple:
+        """The axes of ``inputs`` that index outputs (all but the feature axis)."""
+        return tuple(inputs.shape[:-1])
+
     def _check_batch(self, params, batch):
         xp = self._check_params(params, batch.inputs, batch.targets, batch.mask)
         self._check_inputs(xp, params, batch.inputs)
-        positions = tuple(batch.inputs.shape[:-1])
+        positions = self._positions(batch.inputs)
+        if 0 in positions:
+            raise ValueError(f"expected a batch with at least one case and time step, got inputs "
+                             f"of shape {list(batch.inputs.shape)}")
         check_shape("targets", batch.targets, positions + (self.n_outputs,))
         check_floating(xp, "targets", batch.targets, params.dtype)
         if batch.mask is not None:
@@ -85,25 +92,25 @@ class Model:
         xp = self._check_params(params, inputs, delta_net_output)
         self._check_inputs(xp, params, inputs)
         check_shape("delta_net_output", delta_net_output,
-                    tuple(inputs.shape[:-1]) + (self.n_outputs,))
+                    self._positions(inputs) + (self.n_outputs,))
         check_floating(xp, "delta_net_output", delta_net_output, params.dtype)
         return self._backprop(params, inputs, cache, delta_net_output, xp=xp)
 
     def loss(self, params, batch, cache=None):
         """L(θ) on ``batch``: a 0-d array, the mean over unmasked outputs (losses.md, eq. (L1))."""
-        self._check_batch(params, batch)
+        xp = self._check_batch(params, batch)
         if cache is None:
-            cache = self.forward(params, batch.inputs)
+            cache = self._forward(params, batch.inputs, xp=xp)
         return self.output.loss(cache.net_output, batch.targets, batch.mask)
 
     def gradient(self, params, batch, cache=None):
         """∇L(θ) = Jᵀ (dL/dz): backprop of the matching loss's delta (gauss-newton.md, eq. (G1))."""
-        self._check_batch(params, batch)
+        xp = self._check_batch(params, batch)
         if cache is None:
-            cache = self.forward(params, batch.inputs)
+            cache = self._forward(params, batch.inputs, xp=xp)
         delta_net_output = self.output.delta(cache.net_output, batch.targets, batch.mask,
                                              predictions=cache.predictions)
-        return self.backprop(params, batch.inputs, cache, delta_net_output)
+        return self._backprop(params, batch.inputs, cache, delta_net_output, xp=xp)
 
     def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
         """G v = Jᵀ H_L J v (gauss-newton.md, eq. (G3)); pass ``cache`` = ``forward(params,

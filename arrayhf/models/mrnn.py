@@ -350,51 +350,16 @@ class MRNN(Model):
             raise ValueError(f"{expected}, got {shape}")
         check_floating(xp, "inputs", inputs, params.dtype)
 
-    def _check_batch(self, params, batch):
-        """Model._check_batch with the positions of ids: all of [T, B] (eq. (M23))."""
-        xp = self._check_params(params, batch.inputs, batch.targets, batch.mask)
-        self._check_inputs(xp, params, batch.inputs)
-        positions = _positions(batch.inputs)
-        check_shape("targets", batch.targets, positions + (self.n_outputs,))
-        check_floating(xp, "targets", batch.targets, params.dtype)
-        if batch.mask is not None:
-            check_shape("mask", batch.mask, positions)
-            if not (batch.mask.dtype == xp.bool or batch.mask.dtype == params.dtype):
-                raise TypeError(
-                    f"expected a mask of dtype bool or {params.dtype}, got {batch.mask.dtype}")
-        return xp
+    def _positions(self, inputs) -> tuple:
+        """The output positions: all of ``[T, B]`` ids, or ``[T, B, n_in]`` less its last axis
+        (eq. (M23))."""
+        return _positions(inputs)
 
     def _check_direction(self, xp, params, v):
         """v is a flat vector like θ (same backend, device, dtype)."""
         self._check_params(params, v)
         check_shape("v", v, (self.n_params,))
         check_floating(xp, "v", v, params.dtype)
-
-    # -- the protocol, each public call checking its arguments once ------------------------
-    def backprop(self, params, inputs, cache, delta_net_output):
-        """Jᵀ δ for δ = ``delta_net_output`` ``[T, B, n_out]`` (eq. (M13)-(M23))."""
-        xp = self._check_params(params, inputs, delta_net_output)
-        self._check_inputs(xp, params, inputs)
-        check_shape("delta_net_output", delta_net_output,
-                    _positions(inputs) + (self.n_outputs,))
-        check_floating(xp, "delta_net_output", delta_net_output, params.dtype)
-        return self._backprop(params, inputs, cache, delta_net_output, xp=xp)
-
-    def loss(self, params, batch, cache=None):
-        """L(θ) on ``batch``: a 0-d array, the mean over unmasked outputs (losses.md, eq. (L1))."""
-        xp = self._check_batch(params, batch)
-        if cache is None:
-            cache = self._forward(params, batch.inputs, xp=xp)
-        return self.output.loss(cache.net_output, batch.targets, batch.mask)
-
-    def gradient(self, params, batch, cache=None):
-        """∇L(θ) = Jᵀ (dL/dz) (gauss-newton.md, eq. (G1); BPTT eq. (M13)-(M23))."""
-        xp = self._check_batch(params, batch)
-        if cache is None:
-            cache = self._forward(params, batch.inputs, xp=xp)
-        delta_net_output = self.output.delta(cache.net_output, batch.targets, batch.mask,
-                                             predictions=cache.predictions)
-        return self._backprop(params, batch.inputs, cache, delta_net_output, xp=xp)
 
     # -- structural damping ----------------------------------------------------------------
     def _structural_weights(self, xp, batch, cache):

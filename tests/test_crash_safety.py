@@ -1,0 +1,145 @@
+"""Crash safety, tested the hard way: training and checkpoint writing run in subprocesses that are
+killed with SIGKILL at random moments. After every kill a checkpoint must load, it may be at most
+``save_every`` iterations behind the last logged one, and ``arrayhf resume`` must go on from it;
+the killed-and-resumed run must end bit for bit where an uninterrupted run ends (resume is exact).
+
+These tests start processes and sleep: they run in the numpy session only. The kill moments come
+from a seeded generator, one seed per test case; ``ARRAYHF_KILL_SEEDS=7,8,9`` runs other seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from arrayhf import checkpoint
+
+pytestmark = pytest.mark.only_backend("numpy")
+
+SEEDS = [int(s) for s in os.environ.get("ARRAYHF_KILL_SEEDS", "0,1,2").split(",")]
+ITERATIONS, SAVE_EVERY = 8, 2
+RUN = ["--problem", "addition", "--T", "10", "--hidden", "16", "--batch-size", "60",
+       "--train-batches", "2", "--test-batches", "1", "--max-cg", "30",
+       "--threshold", "0", "--iterations", str(ITERATIONS), "--save-every", str(SAVE_EVERY)]
+# One BLAS thread: deterministic sums, and no fight with a parallel test process for the cores.
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def command(*args):
+    return [sys.executable, "-m", "arrayhf", *args]
+
+
+def run_to_end(args, log: pathlib.Path) -> None:
+    with open(log, "ab") as out:
+        finished = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, env=ENV,
+                                  timeout=300)
+    assert finished.returncode == 0, log.read_text()
+
+
+def kill_after(args, seconds: float, log: pathlib.Path) -> bool:
+    """Start ``args``, SIGKILL it after ``seconds``; True if it was still running then."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=ENV)
+        try:
+            process.wait(timeout=seconds)
+            assert process.returncode == 0, log.read_text()
+            return False
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+
+
+def logged_iterations(run_dir: pathlib.Path) -> list[int]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    iterations = []
+    for line in path.read_text().splitlines():
+        try:
+            iterations.append(json.loads(line)["iteration"])
+        except json.JSONDecodeError:
+            pass   # the torn last line of a kill
+    return iterations
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the same run, never killed; its final θ and how long it took."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    started = time.perf_counter()
+    run_to_end(command("train", *RUN, "--run-dir", str(run_dir)), run_dir.parent / "log")
+    seconds = time.perf_counter() - started
+    arrays, meta = checkpoint.load(run_dir / "checkpoint.npz")
+    assert meta["iteration"] == ITERATIONS
+    return arrays["params"], seconds
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_training_killed_at_random_moments_resumes_exactly(uninterrupted, tmp_path, seed):
+    reference_params, reference_seconds = uninterrupted
+    rng = np.random.default_rng(seed)
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    kills = 0
+    for _ in range(6):
+        started = (run_dir / "run.json").exists()
+        args = (command("resume", str(run_dir)) if started
+                else command("train", *RUN, "--run-dir", str(run_dir)))
+        if not kill_after(args, rng.uniform(0.0, reference_seconds), log):
+            break   # it finished before the kill moment
+        kills += 1
+        if not (run_dir / "run.json").exists():
+            continue   # killed before the run began: nothing to lose
+        # whatever moment the kill hit, a checkpoint loads (once the run's first save is done)
+        path = run_dir / "checkpoint.npz"
+        if not (path.exists() or checkpoint.previous_path(path).exists()):
+            continue
+        arrays, meta, _ = checkpoint.load_latest(path)
+        assert arrays["params"].shape == reference_params.shape
+        logged = logged_iterations(run_dir)
+        print(f"kill {kills}: logged up to {max(logged, default=0)}, checkpoint "
+              f"{meta['iteration']}")
+        assert not logged or max(logged) - meta["iteration"] <= SAVE_EVERY, (logged, meta)
+    if (run_dir / "run.json").exists():
+        run_to_end(command("resume", str(run_dir)), log)
+    else:
+        run_to_end(command("train", *RUN, "--run-dir", str(run_dir)), log)
+    arrays, meta = checkpoint.load(run_dir / "checkpoint.npz")
+    assert meta["iteration"] == ITERATIONS
+    np.testing.assert_array_equal(arrays["params"], reference_params)
+    assert logged_iterations(run_dir) == list(range(1, ITERATIONS + 1))
+    assert kills >= 1, "no kill landed: the run finished before every kill moment"
+
+
+WRITER = """
+import sys, numpy as np
+from arrayhf import checkpoint
+path = sys.argv[1]
+for iteration in range(1, 100_000):
+    checkpoint.save(path, {"params": np.full(1_000_000, float(iteration))},
+                    {"iteration": iteration})
+"""
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_checkpoint_writing_killed_at_random_moments_leaves_a_whole_file(tmp_path, seed):
+    """A process that does nothing but write 8 MB checkpoints is killed mid-write, again and
+    again: the newest loadable file is always whole (its θ matches its own iteration)."""
+    rng = np.random.default_rng(seed)
+    path = tmp_path / "checkpoint.npz"
+    log = tmp_path / "log"
+    checkpoint.save(path, {"params": np.zeros(1_000_000)}, {"iteration": 0})
+    kills = 0
+    for _ in range(5):
+        kills += kill_after([sys.executable, "-c", WRITER, str(path)], rng.uniform(0.5, 2.5), log)
+        arrays, meta, used = checkpoint.load_latest(path)
+        assert np.all(arrays["params"] == meta["iteration"]), used
+    assert kills == 5
