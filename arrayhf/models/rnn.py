@@ -158,22 +158,26 @@ class RNN(Model):
     def _r_forward(self, params, v, inputs, cache, *, xp, with_pre=False):
         """R-forward pass R{z} = J v, derivations/rnn.md eq. (R4)-(R6): the forward pass with
         R{·} applied line by line; v's blocks are R{W_xh}, R{W_hh}, R{b_h}, R{W_hy}, R{b_y},
-        R{h_0}. With ``with_pre`` it also returns R{a} [T, B, n_h] (for structural damping)."""
+        R{h_0}. With ``with_pre`` it also returns R{a} [T, B, n_h] (for structural damping).
+
+        Everything happens inside the loop over steps, on [B, ·] slices that stay in the CPU's
+        caches: no [T, B, n_h] temporary is written and read back (bench/README.md measures
+        what that saves)."""
         blocks = self.layout.unflatten(params)
         directions = self.layout.unflatten(v)
-        # the part of R{a_t} free of R{h_{t−1}}: x_t R{W_xh} + h_{t−1} R{W_hh} + R{b_h}
-        direct_part = inputs @ directions["W_xh"] + cache.previous_hiddens @ directions["W_hh"]
-        if self.biases:
-            direct_part = direct_part + directions["b_h"]
         r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
-        r_pres, r_hiddens = [], []
+        r_pres, r_outputs = [], []
         for step in range(inputs.shape[0]):
-            r_pre = direct_part[step, ...] + r_hidden @ blocks["W_hh"]     # (R4) R{a_t}
+            r_pre = (inputs[step, ...] @ directions["W_xh"]                # (R4) R{a_t}
+                     + cache.previous_hiddens[step, ...] @ directions["W_hh"]
+                     + r_hidden @ blocks["W_hh"])
+            if self.biases:
+                r_pre = r_pre + directions["b_h"]
             r_hidden = cache.slopes[step, ...] * r_pre                    # (R5) R{h_t}
-            r_pres.append(r_pre)
-            r_hiddens.append(r_hidden)
-        r_net_output = (xp.stack(r_hiddens) @ blocks["W_hy"]              # (R6) R{z_t}
-                        + cache.hiddens @ directions["W_hy"])
+            r_outputs.append(r_hidden @ blocks["W_hy"])                   # (R6), first term
+            if with_pre:
+                r_pres.append(r_pre)
+        r_net_output = xp.stack(r_outputs) + cache.hiddens @ directions["W_hy"]   # (R6) R{z_t}
         if self.biases:
             r_net_output = r_net_output + directions["b_y"]
         return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
@@ -181,27 +185,30 @@ class RNN(Model):
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
         """Backpropagation through time Jᵀ δ, derivations/rnn.md eq. (R7)-(R12): the forward
         lines in reverse. ``delta_pre_extra`` [T, B, n_h] is added to every δa_t (the structural
-        damping term's Jᵀ, eq. (S3))."""
+        damping term's Jᵀ, eq. (S3)). The sums over t of (R10) are accumulated inside the loop,
+        on slices that stay in the CPU's caches."""
         blocks = self.layout.unflatten(params)
-        delta_from_output = delta_net_output @ blocks["W_hy"].T           # (R7) δz_t W_hyᵀ
         delta_pre = xp.zeros_like(cache.hiddens[0, ...])                  # δa_{T+1} = 0
-        delta_pres = []
+        gradient_xh = gradient_hh = gradient_bh = 0.0
         for step in range(inputs.shape[0] - 1, -1, -1):
-            delta_hidden = delta_from_output[step, ...] + delta_pre @ blocks["W_hh"].T  # (R8) δh_t
+            delta_hidden = (delta_net_output[step, ...] @ blocks["W_hy"].T  # (R7), (R8) δh_t
+                            + delta_pre @ blocks["W_hh"].T)
             delta_pre = cache.slopes[step, ...] * delta_hidden            # (R9) δa_t
             if delta_pre_extra is not None:
                 delta_pre = delta_pre + delta_pre_extra[step, ...]
-            delta_pres.append(delta_pre)
-        delta_pres = xp.stack(delta_pres[::-1])                           # [T, B, n_h]
+            gradient_xh = gradient_xh + inputs[step, ...].T @ delta_pre                  # (R10)
+            gradient_hh = gradient_hh + cache.previous_hiddens[step, ...].T @ delta_pre  # (R10)
+            if self.biases:
+                gradient_bh = gradient_bh + xp.sum(delta_pre, axis=0)                    # (R10)
         flat = _flatten_time
         gradient_blocks = {
-            "W_xh": flat(xp, inputs).T @ flat(xp, delta_pres),                        # (R10)
-            "W_hh": flat(xp, cache.previous_hiddens).T @ flat(xp, delta_pres),        # (R10)
+            "W_xh": gradient_xh,
+            "W_hh": gradient_hh,
             "W_hy": flat(xp, cache.hiddens).T @ flat(xp, delta_net_output),           # (R11)
-            "h_0": xp.sum(delta_pres[0, ...] @ blocks["W_hh"].T, axis=0),             # (R12)
+            "h_0": xp.sum(delta_pre @ blocks["W_hh"].T, axis=0),                      # (R12)
         }
         if self.biases:
-            gradient_blocks["b_h"] = xp.sum(delta_pres, axis=(0, 1))                 # (R10)
+            gradient_blocks["b_h"] = gradient_bh
             gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))           # (R11)
         return self.layout.flatten(gradient_blocks)
 
