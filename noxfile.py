@@ -4,6 +4,7 @@ where no CUDA device exists. Dependencies come from pyproject.toml's extras only
     nox                         # everything a CPU machine can run
     nox -s tests-torch          # one backend; on a CUDA machine it also runs on device cuda
     nox -s tests-numpy -- -k fnn -x     # arguments after -- go to pytest
+    nox -s bench                # the CPU benchmarks (not part of plain nox), about 13 minutes
 """
 
 from __future__ import annotations
@@ -80,3 +81,22 @@ def tests_cupy(session):
         session.skip("tests-cupy: CuPy is installed but cupy.is_available() is False: no usable "
                      "CUDA device; the CuPy suite did not run")
     _pytest(session, "--backend", "cupy")
+
+
+# The sizes nox -s bench runs on a 2-core CPU within 15 minutes; bench/README.md gives the
+# commands for the full sizes and for a GPU (bench/gpu.sh).
+BENCH_RUNS = [
+    ["bench/gv.py"],
+    ["bench/peer.py", "--T", "200", "--batch", "1000", "--cg-steps", "3", "--repeats", "3"],
+    ["bench/end_to_end.py", "--problems", "addition", "--T", "20", "--batch-size", "300",
+     "--seeds", "0", "--backends", "numpy,torch", "--time-limit", "100", "--adam-lrs", "1e-3"],
+]
+
+
+@nox.session
+def bench(session):
+    """Gv against torch.func, against a gradient and against BLAS; against the peer library
+    hessianfree; HF end to end against Adam. Tables on stdout, JSON in bench/results/."""
+    session.install(".[bench,test]")
+    for run in BENCH_RUNS:
+        session.run("python", *run, *session.posargs)

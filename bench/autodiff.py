@@ -1,0 +1,117 @@
+"""The autodiff baseline of the benchmarks: the same networks written in torch, their Gauss-Newton
+product and gradient computed by ``torch.func`` (used only in tests and benchmarks, never in the
+library).
+
+The networks are written as an autodiff user would write them *and* with arrayhf's own batching
+(input and output products over all time steps at once, one recurrent product per step, character
+ids as row gathers), so that the comparison measures hand-derived passes against autodiff, not two
+ways of ordering the matrix products.
+
+Per-step slices are taken with ``unbind``: the backward pass of ``x[step]`` writes its gradient
+into a zero tensor of x's full size, once per step (T full-size tensors, which made the first
+version of this baseline 40× slower); ``unbind``'s backward stacks the T slices once.
+
+Gauss-Newton product by autodiff, with the forward pass cached as arrayhf caches it::
+
+    z, pullback = vjp(net, θ)                    # once per curvature batch (the "cache")
+    G v = pullback(H_L · jvp(net, θ; v))         # per product: one jvp (forward + tangent),
+                                                 # the loss Hessian by forward-over-reverse,
+                                                 # one pullback (reverse pass)
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import sys
+
+import torch
+from torch.func import grad, jvp, vjp
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+from oracle import loss_of_net_output  # noqa: E402  (the tests' torch losses, written from
+
+#                                        their definitions)
+
+ACTIVATIONS = {"tanh": torch.tanh, "logistic": torch.sigmoid, "relu": torch.relu,
+               "linear": lambda a: a}
+
+
+def unflatten(layout, params) -> dict:
+    """Views of a flat torch vector as arrayhf's named blocks (the layout's order and shapes)."""
+    blocks, offset = {}, 0
+    for name in layout.names:
+        shape = layout.shapes[name]
+        size = math.prod(shape)
+        blocks[name] = params[offset:offset + size].reshape(shape)
+        offset += size
+    return blocks
+
+
+def fnn_net_output(model, params, inputs):
+    """z of arrayhf.FNN ``model``: a_l = h_{l−1} W_l + b_l, h_l = f_l(a_l), z = a_L."""
+    blocks = unflatten(model.layout, params)
+    hidden = inputs
+    for layer, nonlinearity in enumerate(model.hidden, start=1):
+        hidden = ACTIVATIONS[nonlinearity.name](hidden @ blocks[f"W_{layer}"]
+                                                + blocks[f"b_{layer}"])
+    last = model.n_layers
+    return hidden @ blocks[f"W_{last}"] + blocks[f"b_{last}"]
+
+
+def rnn_net_output(model, params, inputs):
+    """z of arrayhf.RNN ``model`` on time-major inputs [T, B, n_in]."""
+    blocks = unflatten(model.layout, params)
+    activation = ACTIVATIONS[model.hidden.name]
+    input_part = inputs @ blocks["W_xh"]
+    if model.biases:
+        input_part = input_part + blocks["b_h"]
+    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
+    hiddens = []
+    for step_input in input_part.unbind(0):   # unbind, not input_part[step]: see below
+        hidden = activation(step_input + hidden @ blocks["W_hh"])
+        hiddens.append(hidden)
+    net_output = torch.stack(hiddens) @ blocks["W_hy"]
+    return net_output + blocks["b_y"] if model.biases else net_output
+
+
+def mrnn_net_output(model, params, ids):
+    """z of a paper-variant arrayhf.MRNN on character ids [T, B] (SMH11: factors
+    (x W_fx) ⊙ (h W_fh), a = factors W_hf + x W_hx + b_h, with x W as a row gather)."""
+    if model.variant != "paper":
+        raise ValueError("the benchmark's autodiff MRNN is the paper variant")
+    blocks = unflatten(model.layout, params)
+    activation = ACTIVATIONS[model.hidden.name]
+    input_factors = blocks["W_fx"][ids]                                   # [T, B, F]
+    input_part = blocks["W_hx"][ids]                                      # [T, B, H]
+    if model.biases:
+        input_part = input_part + blocks["b_h"]
+    hidden = blocks["h_0"].expand(ids.shape[1], -1)
+    hiddens = []
+    for step_factors, step_input in zip(input_factors.unbind(0), input_part.unbind(0)):
+        factors = step_factors * (hidden @ blocks["W_fh"])
+        hidden = activation(factors @ blocks["W_hf"] + step_input)
+        hiddens.append(hidden)
+    net_output = torch.stack(hiddens) @ blocks["W_oh"]
+    return net_output + blocks["b_o"] if model.biases else net_output
+
+
+def gauss_newton_product(net_output, params, targets, mask, output: str):
+    """G v by torch.func with the forward pass and its pullback computed once (see the module
+    docstring); returns the function v -> G v."""
+    net_value, pullback = vjp(net_output, params)
+
+    def loss_gradient(z):
+        return grad(lambda zz: loss_of_net_output(output, zz, targets, mask))(z)
+
+    def product(v):
+        _, jacobian_v = jvp(net_output, (params,), (v,))
+        _, curvature_output = jvp(loss_gradient, (net_value,), (jacobian_v,))
+        return pullback(curvature_output)[0]
+
+    return product
+
+
+def gradient(net_output, params, targets, mask, output: str):
+    """∇L(θ) by torch.func (forward and reverse pass)."""
+    return grad(lambda p: loss_of_net_output(output, net_output(p), targets, mask))(params)

@@ -1,0 +1,129 @@
+"""What every benchmark shares: command-line options, interleaved timing with warm-up and medians,
+waiting for asynchronous backends, the machine's description, tables and JSON results.
+
+Host-side benchmark code: it may import numpy and the backends. Timings of the things compared are
+always taken in the same process, interleaved round by round (A, B, A, B, ...), after warm-up
+calls, and reported as medians; ratios are of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def options(description: str, *, default_backend: str = "torch") -> argparse.ArgumentParser:
+    """The options every benchmark takes; a script adds its own before ``parse_args``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--backend", default=default_backend,
+                        help=f"backend of the hand-derived routines (default {default_backend})")
+    parser.add_argument("--device", default=None, help="e.g. cuda")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and few repeats: checks that the script runs")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (median)")
+    parser.add_argument("--json", default=None, help="where to write the results (default "
+                                                     "bench/results/NAME.json)")
+    return parser
+
+
+def synchronize(result) -> None:
+    """Wait until an asynchronous backend has finished computing ``result`` (a tree of arrays)."""
+    if isinstance(result, tuple | list):
+        for part in result:
+            synchronize(part)
+        return
+    if isinstance(result, dict):
+        for part in result.values():
+            synchronize(part)
+        return
+    module = type(result).__module__.split(".")[0]
+    if module == "torch" and result.is_cuda:
+        import torch
+
+        torch.cuda.synchronize(result.device)
+    elif module in ("jax", "jaxlib"):
+        result.block_until_ready()
+    elif module == "cupy":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def interleaved_medians(functions: dict, *, repeats: int, warmup: int = 2) -> dict:
+    """{name: {"median": s, "times": [...]}}: each function called ``warmup`` times, then once per
+    round for ``repeats`` rounds, in turn, so that slow drifts of the machine hit all alike."""
+    for _ in range(warmup):
+        for function in functions.values():
+            synchronize(function())
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            synchronize(function())
+            times[name].append(time.perf_counter() - started)
+    return {name: {"median": statistics.median(t), "times": t} for name, t in times.items()}
+
+
+def machine() -> dict:
+    """The machine and software the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("torch", "jax", "cupy", "hessianfree"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    info = {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
+            "platform": platform.platform(), "versions": versions,
+            "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                        if os.environ.get(k)}}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    """A plain-text table: numbers to 4 significant digits."""
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in text)) if text else len(c)
+              for i, c in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in text:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def write_json(name: str, path, payload: dict) -> pathlib.Path:
+    """Write the results with the machine's description; returns the path."""
+    target = pathlib.Path(path) if path else RESULTS / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"benchmark": name, "machine": machine(),
+                                  "command": " ".join(sys.argv), **payload}, indent=1) + "\n")
+    print(f"\nresults: {target}")
+    return target
