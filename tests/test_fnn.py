@@ -212,3 +212,18 @@ def test_per_case_squared_gradient_matches_per_case_oracle_gradients(problem):
                             problem.to_xp(problem.host["targets"][row:row + 1]))
         by_rows += host(model.gradient(params, one)) ** 2
     assert relative_error(squared, by_rows / mask.sum()) <= ORACLE_TOLERANCE
+
+
+def test_per_case_squared_gradient_weighs_fractional_masks_once(problem):
+    """F = (1/N) Σ_p m_p g_p² for any mask weights (H3), not Σ m_p² g_p²: mask weights 0, ½, 1, 2
+    against this model's own gradient on one-row batches."""
+    model, params = problem.model, problem.params
+    weights = np.resize([0.0, 0.5, 1.0, 2.0, 0.25], N_CASES)
+    batch = arrayhf.Batch(problem.batch.inputs, problem.batch.targets, problem.to_xp(weights))
+    squared = model.per_case_squared_gradient(params, batch)
+    expected = np.zeros(model.n_params)
+    for row in np.flatnonzero(weights):
+        one = arrayhf.Batch(problem.to_xp(problem.host["inputs"][row:row + 1]),
+                            problem.to_xp(problem.host["targets"][row:row + 1]))
+        expected += weights[row] * host(model.gradient(params, one)) ** 2
+    assert relative_error(squared, expected / weights.sum()) <= ORACLE_TOLERANCE

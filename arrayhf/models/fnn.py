@@ -175,19 +175,26 @@ class FNN(Model):
         empirical Fisher, for Martens' preconditioner (derivations/fnn.md eq. (F11)-(F12)).
 
         Rows do not interact in an FNN, so squaring (F7)-(F8) case by case gives
-        Σ_p (h_p ⊗ δa_p)² = (h ⊙ h)ᵀ(δa ⊙ δa) without forming any per-case gradient. Masks are
-        0/1 here (m_p² = m_p).
+        Σ_p (h_p ⊗ δa_p)² = (h ⊙ h)ᵀ(δa ⊙ δa) without forming any per-case gradient. The backward
+        recursion starts from √m_p ∂ℓ_p/∂z_p, so that the squares carry m_p (not m_p²): right for
+        fractional mask weights as for 0/1 masks.
         """
         xp = self._check_batch(params, batch)
         if cache is None:
             cache = self.forward(params, batch.inputs)
         blocks = self.layout.unflatten(params)
-        # N · dL/dz = m_p ∂ℓ_p/∂z_p: the per-case deltas, un-normalized (losses.md, (L3)/(L6)/(L9))
-        normalized = self.output.delta(cache.net_output, batch.targets, batch.mask,
+        if batch.mask is None:
+            root_mask, root_count = None, float(batch.inputs.shape[0])
+            count = root_count
+        else:
+            weights = xp.astype(batch.mask, params.dtype)
+            root_mask, count = xp.sqrt(weights), xp.sum(weights)
+            root_count = xp.sum(root_mask)
+        # the loss's delta with the mask √m is (√m_p / Σ√m) ∂ℓ_p/∂z_p (losses.md, (L3)/(L6)/(L9));
+        # times Σ√m: the per-case deltas √m_p ∂ℓ_p/∂z_p
+        normalized = self.output.delta(cache.net_output, batch.targets, root_mask,
                                        predictions=cache.predictions)
-        count = (xp.sum(xp.astype(batch.mask, params.dtype)) if batch.mask is not None
-                 else float(batch.inputs.shape[0]))
-        deltas = self._pre_activation_deltas(blocks, cache, count * normalized)
+        deltas = self._pre_activation_deltas(blocks, cache, root_count * normalized)
         squared_blocks = {}
         for layer, delta_pre in deltas.items():
             hidden = cache.hiddens[layer - 1]
