@@ -4,6 +4,10 @@ The slope is written as a function of the unit's output h (and, for relu, of its
 forward pass can compute it once and every Gauss-Newton product of a CG run reuses it
 (derivations/fnn.md, eq. (F2) and (F5)). Each routine takes the namespace ``xp`` explicitly: the
 models look it up once per call and pass it down.
+
+Each nonlinearity also names the default κ of structural damping's Κ = κ·diag(f'(a)) (eq. (S2),
+derivations/structural-damping.md, section 3): the 2011 release's 1/4 for tanh, and the matching
+loss's own curvature (κ = 1) for the others.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ class Nonlinearity:
     """A hidden nonlinearity: ``value(xp, a) = f(a)`` and ``slope(xp, h) = f'(a)`` from h = f(a)."""
 
     name: str = ""
+    # κ of eq. (S2) when a recurrent model is given none: 1, the curvature f'(a) of the matching
+    # loss whose gradient is f (structural-damping.md, section 3)
+    structural_curvature: float = 1.0
 
     def value(self, xp, pre):
         """h = f(a) for the pre-activations ``pre``."""
@@ -27,9 +34,11 @@ class Nonlinearity:
 
 
 class Tanh(Nonlinearity):
-    """f(a) = tanh(a), f'(a) = 1 − h²."""
+    """f(a) = tanh(a), f'(a) = 1 − h². Structural κ = 1/4: the release's ``0.25 * (1 - H*H)``,
+    the curvature of tanh's matching loss with respect to the logit 2a (S2)."""
 
     name = "tanh"
+    structural_curvature = 0.25
 
     def value(self, xp, pre):
         return xp.tanh(pre)
@@ -45,7 +54,7 @@ def logistic(xp, pre):
 
 
 class Logistic(Nonlinearity):
-    """f(a) = σ(a), f'(a) = h (1 − h)."""
+    """f(a) = σ(a), f'(a) = h (1 − h). Structural κ = 1: the release's logistic ``H_prod``."""
 
     name = "logistic"
 
@@ -57,7 +66,8 @@ class Logistic(Nonlinearity):
 
 
 class Relu(Nonlinearity):
-    """f(a) = max(a, 0), f'(a) = 1 where h > 0 else 0 (the subgradient 0 is taken at a = 0)."""
+    """f(a) = max(a, 0), f'(a) = 1 where h > 0 else 0 (the subgradient 0 is taken at a = 0).
+    Structural κ = 1: the penalty ½ max(a, 0)² − hⁿ a, the pre-activations of active units."""
 
     name = "relu"
 
@@ -69,7 +79,7 @@ class Relu(Nonlinearity):
 
 
 class Linear(Nonlinearity):
-    """f(a) = a, f'(a) = 1."""
+    """f(a) = a, f'(a) = 1. Structural κ = 1: the penalty ½ (a − aⁿ)², on pre-activations."""
 
     name = "linear"
 

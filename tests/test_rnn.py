@@ -108,6 +108,57 @@ def test_structural_term_is_symmetric_and_positive_semidefinite(problem):
         assert float(xp.sum(v * model.structural_damping_product(params, batch, v, cache))) >= 0
 
 
+def structural_penalty(problem, theta, anchor):
+    """D_n(θ) = κ/N Σ d_f(a(θ); aⁿ), d_f(a; aⁿ) = ψ(a) − ψ(aⁿ) − f(aⁿ)(a − aⁿ), with ψ' = f:
+    ψ = log cosh for tanh, softplus for logistic (structural-damping.md, section 2), written
+    from its definition on the host, aⁿ = a(θ_n) held fixed."""
+    pre = host_pre_activations(problem, theta)
+    if problem.model.hidden.name == "tanh":
+        potential, nonlinearity = (lambda a: np.logaddexp(a, -a)), np.tanh
+    else:
+        potential, nonlinearity = (lambda a: np.logaddexp(0.0, a)), (lambda a: 1 / (1 + np.exp(-a)))
+    divergence = potential(pre) - potential(anchor) - nonlinearity(anchor) * (pre - anchor)
+    return problem.model.structural_curvature / output_count(problem) * divergence.sum()
+
+
+def test_structural_matrix_is_the_exact_hessian_of_the_penalty(problem):
+    """(S1)-(S2): S is the Hessian of D_n at θ_n, not only its Gauss-Newton matrix (the dropped
+    term vanishes because ∇_a D_n = 0 there). uᵀSv against central second differences of D_n."""
+    theta, u, v = (problem.host[name] for name in ("params", "u", "v"))
+    anchor = host_pre_activations(problem, theta)
+    penalty = lambda point: structural_penalty(problem, point, anchor)  # noqa: E731
+
+    def second_difference(step):   # uᵀ∇²D v + O(step²)
+        return (penalty(theta + step * (u + v)) - penalty(theta + step * (u - v))
+                - penalty(theta - step * (u - v)) + penalty(theta - step * (u + v))) / (4 * step**2)
+
+    # Richardson's extrapolation cancels the step² term: the error is O(step⁴) plus rounding
+    second_difference = (4 * second_difference(1e-4) - second_difference(2e-4)) / 3
+    product = problem.model.structural_damping_product(problem.params, problem.batch, problem.v)
+    u_s_v = float(np.sum(u * host(product)))
+    assert abs(u_s_v - second_difference) <= FD_TOLERANCE * abs(u_s_v)
+    assert abs(penalty(theta)) <= 1e-15 and u_s_v != 0.0
+
+
+def test_padding_leaves_the_gauss_newton_product_unchanged(xp, device):
+    """rnn.md, "Masks and variable-length sequences": padding changes neither L, ∇L nor G. Two
+    copies of a batch padded with different junk past each sequence's end give the same G v."""
+    problem = rnn_problem("tanh-linear-last-step", xp, device)
+    lengths = problem.host["mask"].argmax(axis=0) + 1
+    steps = np.arange(problem.host["inputs"].shape[0])[:, None]
+    padding = steps >= lengths
+    assert padding.any()
+    products = []
+    for junk in (5.0, -3.0):
+        inputs = problem.host["inputs"].copy()
+        inputs[padding] = junk
+        batch = arrayhf.Batch(problem.to_xp(inputs), problem.batch.targets, problem.batch.mask)
+        products.append(problem.model.gauss_newton_product(problem.params, batch, problem.v))
+    assert relative_error(products[0], products[1]) <= EXACT_TOLERANCE
+    assert relative_error(products[0], problem.model.gauss_newton_product(
+        problem.params, problem.batch, problem.v)) <= EXACT_TOLERANCE
+
+
 def test_padding_past_the_end_of_a_sequence_changes_nothing(xp, device):
     problem = rnn_problem("tanh-linear-last-step", xp, device)
     mask = problem.host["mask"]
@@ -172,3 +223,21 @@ def test_same_seed_same_loss_as_numpy(xp, device):
     expected = float(reference.model.loss(reference.params, reference.batch))
     assert abs(float(problem.model.loss(problem.params, problem.batch)) - expected) \
         <= 1e-12 * expected
+
+
+@pytest.mark.parametrize("model_class", ["RNN", "MRNN"])
+def test_structural_curvature_follows_the_hidden_nonlinearity(model_class):
+    """κ of (S2) by default: the release's 1/4 for tanh, 1 (the matching loss's own curvature)
+    for logistic, relu and linear units; a given κ is kept, and config() records the one used."""
+    def build(**arguments):
+        if model_class == "RNN":
+            return arrayhf.RNN(2, 3, 1, **arguments)
+        return arrayhf.MRNN(2, 3, 2, 1, **arguments)
+
+    defaults = {name: build(hidden=name).structural_curvature
+                for name in ("tanh", "logistic", "relu", "linear")}
+    assert defaults == {"tanh": 0.25, "logistic": 1.0, "relu": 1.0, "linear": 1.0}
+    assert build(hidden="logistic", structural_curvature=0.5).config()[
+        "structural_curvature"] == 0.5
+    with pytest.raises(ValueError, match="structural_curvature"):
+        build(structural_curvature=-1.0)

@@ -2,8 +2,9 @@
 R-forward and backpropagation through time, structural damping, and character-id inputs.
 
 The input chooses the transition: it gates a factor layer between h_{t−1} and a_t, so that each
-character in effect has its own recurrent matrix W_{f→h} diag(g_t) W_{h→f} (low rank through the
-n_f factors). Time-major sequences, rows are cases, t = 1 … T, learned initial state h_0. Every
+character in effect has its own recurrent matrix W_{h→f} diag(g_t) W_{f→h} ([n_h, n_f] [n_f, n_f]
+[n_f, n_h], acting on the row h_{t−1} from the right; of rank at most n_f, so low rank when
+n_f < n_h). Time-major sequences, rows are cases, t = 1 … T, learned initial state h_0. Every
 variant is one set of equations over the *roles* of its blocks (derivations/mrnn.md, eq.
 (M1)-(M6)):
 
@@ -92,8 +93,11 @@ class MRNN(Model):
         docstring.
     biases : bool
         With b_h and b_o (the release had none; its ``f_bias`` is always there).
-    structural_curvature : float
-        κ of the structural damping term Κ = κ·diag(f'(a_t)) (the release: 0.25 for tanh).
+    structural_curvature : float, optional
+        κ of the structural damping term Κ = κ·diag(f'(a_t)), eq. (S2). By default the hidden
+        nonlinearity's own (``Nonlinearity.structural_curvature``): 0.25 for tanh, the 2011
+        release's value; 1 for logistic (the release's logistic term), relu and linear units
+        (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
 
     Parameter blocks, in order. paper: ``W_fx`` [n_in, n_f], ``W_fh`` [n_h, n_f], ``W_hf``
     [n_f, n_h], ``W_hx`` [n_in, n_h], ``b_h`` [n_h], ``W_oh`` [n_h, n_out], ``b_o`` [n_out],
@@ -106,22 +110,24 @@ class MRNN(Model):
 
     def __init__(self, n_inputs: int, n_hidden: int, n_factors: int, n_outputs: int,
                  output="softmax", hidden="tanh", variant: str = "paper", biases: bool = True,
-                 structural_curvature: float = 0.25):
+                 structural_curvature: float | None = None):
         for name, value in (("n_inputs", n_inputs), ("n_hidden", n_hidden),
                             ("n_factors", n_factors), ("n_outputs", n_outputs)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"expected {name} a positive int, got {value!r}")
         if variant not in VARIANTS:
             raise ValueError(f"expected variant 'paper' or 'release', got {variant!r}")
-        if not structural_curvature >= 0:
-            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
         self.n_inputs, self.n_hidden, self.n_factors = n_inputs, n_hidden, n_factors
         self.n_outputs = n_outputs
         self.output = losses.get(output)
         self.hidden = nonlinearities.get(hidden)
         self.variant = variant
         self.biases = biases
-        self.structural_curvature = structural_curvature
+        if structural_curvature is None:
+            structural_curvature = self.hidden.structural_curvature
+        if not structural_curvature >= 0:
+            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
+        self.structural_curvature = float(structural_curvature)
         self.role_names = ROLE_BLOCKS[variant]
         input_to_factor, hidden_to_factor, factor_to_hidden, input_to_hidden = self.role_names
         blocks = [(input_to_factor, (n_inputs, n_factors))]

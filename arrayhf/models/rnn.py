@@ -8,14 +8,25 @@ initial state h_0 (one row, shared by every sequence):
 
 (derivations/rnn.md, eq. (R1)-(R3)); the output nonlinearity and loss come from a MatchingLoss and
 any subset of time steps counts, through the mask. The three passes mirror each other line by
-line. Everything that does not depend on the previous time step (x_t W_xh, h_t W_hy, the weight
-gradients) is one batched matrix product over all steps; the per-step loops do one product with
-W_hh and elementwise work, and never pull a Python float.
+line and never pull a Python float:
+
+- forward: x_t W_xh + b_h for every t is one batched product before the loop, h_t W_hy + b_y one
+  after it; the loop does the one product h_{t−1} W_hh and f;
+- R-forward (R4)-(R6): everything inside the loop, on [B, ·] slices of one step: four products a
+  step (x_t R{W_xh}, h_{t−1} R{W_hh}, R{h_{t−1}} W_hh, R{h_t} W_hy); only h_t R{W_hy} is one
+  batched product after the loop;
+- BPTT (R7)-(R12): four products a step (δz_t W_hyᵀ, δa_{t+1} W_hhᵀ, x_tᵀ δa_t, h_{t−1}ᵀ δa_t),
+  the weight gradients of W_xh, W_hh and b_h summed inside the loop; the W_hy and b_y gradients
+  are one batched product after it, and (R12) uses the δa_1 that the loop leaves in ``delta_pre``.
+
+Working on per-step slices writes no [T, B, n_h] temporary (bench/README.md measures what that
+saves).
 
 Structural damping (Martens & Sutskever 2011, derivations/structural-damping.md): the penalty
 λμ·D(h(θ), h(θ_n)) on the hidden states adds λμ S to the curvature, S v = J_aᵀ Κ J_a v / N with
-J_a the Jacobian of the pre-activations a_t, Κ = κ·diag(f'(a_t)) (κ = 0.25 as in the release)
-and N the loss's count of unmasked outputs.
+J_a the Jacobian of the pre-activations a_t, Κ = κ·diag(f'(a_t)) (κ by default the hidden
+nonlinearity's: 0.25 for tanh, as in the release; 1 otherwise) and N the loss's count of unmasked
+outputs.
 """
 
 from __future__ import annotations
@@ -57,8 +68,11 @@ class RNN(Model):
         "linear" (squared error), "logistic" (binary cross-entropy), "softmax".
     biases : bool
         With b_h and b_y (the 2011 release had none).
-    structural_curvature : float
-        κ of the structural damping term Κ = κ·diag(f'(a_t)) (the release: 0.25 for tanh).
+    structural_curvature : float, optional
+        κ of the structural damping term Κ = κ·diag(f'(a_t)), eq. (S2). By default the hidden
+        nonlinearity's own (``Nonlinearity.structural_curvature``): 0.25 for tanh, the 2011
+        release's value; 1 for logistic (the release's logistic term), relu and linear units
+        (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
 
     Parameter blocks, in order: ``W_xh`` [n_in, n_h], ``W_hh`` [n_h, n_h], ``b_h`` [n_h],
     ``W_hy`` [n_h, n_out], ``b_y`` [n_out] (the biases only when ``biases``), ``h_0`` [n_h].
@@ -67,18 +81,21 @@ class RNN(Model):
     data_axes = 2
 
     def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int, hidden="tanh",
-                 output="linear", biases: bool = True, structural_curvature: float = 0.25):
+                 output="linear", biases: bool = True,
+                 structural_curvature: float | None = None):
         for name, value in (("n_inputs", n_inputs), ("n_hidden", n_hidden),
                             ("n_outputs", n_outputs)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"expected {name} a positive int, got {value!r}")
-        if not structural_curvature >= 0:
-            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
         self.n_inputs, self.n_hidden, self.n_outputs = n_inputs, n_hidden, n_outputs
         self.hidden = nonlinearities.get(hidden)
         self.output = losses.get(output)
         self.biases = biases
-        self.structural_curvature = structural_curvature
+        if structural_curvature is None:
+            structural_curvature = self.hidden.structural_curvature
+        if not structural_curvature >= 0:
+            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
+        self.structural_curvature = float(structural_curvature)
         blocks = [("W_xh", (n_inputs, n_hidden)), ("W_hh", (n_hidden, n_hidden))]
         if biases:
             blocks.append(("b_h", (n_hidden,)))
@@ -160,9 +177,8 @@ class RNN(Model):
         R{·} applied line by line; v's blocks are R{W_xh}, R{W_hh}, R{b_h}, R{W_hy}, R{b_y},
         R{h_0}. With ``with_pre`` it also returns R{a} [T, B, n_h] (for structural damping).
 
-        Everything happens inside the loop over steps, on [B, ·] slices that stay in the CPU's
-        caches: no [T, B, n_h] temporary is written and read back (bench/README.md measures
-        what that saves)."""
+        All but h_t R{W_hy} happens inside the loop over steps, on [B, ·] slices that stay in the
+        CPU's caches: no [T, B, n_h] temporary is written and read back."""
         blocks = self.layout.unflatten(params)
         directions = self.layout.unflatten(v)
         r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
