@@ -1,4 +1,5 @@
-"""The Gauss-Newton-vector product G v = Jᵀ H_L J v, assembled from any model's passes.
+"""The Gauss-Newton-vector product G v = Jᵀ H_L J v (the matrix G of derivations/gauss-newton.md,
+eq. (G2)), assembled from any model's passes.
 
 Any object with ``forward``, ``r_forward``, ``backprop`` and ``output`` (a MatchingLoss) gets its
 Gauss-Newton product here (derivations/gauss-newton.md, eq. (G3)): one R-forward pass for J v,

@@ -1,5 +1,5 @@
-"""The array-API discipline of design.md, checked on the source: modules that compute on model
-arrays import no backend, and never assign into an array."""
+"""The array-API discipline of ARCHITECTURE.md ("Conventions"), checked on the source: modules
+that compute on model arrays import no backend, and never assign into an array."""
 
 from __future__ import annotations
 

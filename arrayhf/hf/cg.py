@@ -1,9 +1,11 @@
 """Preconditioned conjugate gradient on any linear operator, with Martens' stopping rule.
 
 CG minimizes the quadratic model φ(x) = ½ xᵀA x − bᵀx (A symmetric positive definite, given only
-as a function x ↦ A x), i.e. solves A x = b. HF calls it with A = G + λI (+ structural damping) and
-b = −∇L. Besides the usual residual and iteration limits, it stops by *relative progress*
-(Martens 2010): after step i, with k = max(10, ⌈0.1 i⌉),
+as a function x ↦ A x), i.e. solves A x = b. HF calls it with A = G + λμS + (λ + w)I (structural
+damping S for recurrent models, weight cost w; eq. (H2)) and b = −g = −(∇L + wθ), the gradient of
+the objective L + ½w‖θ‖² (eq. (H1)). Each step is the exact minimization of φ along its direction
+(eq. (C0a)), so φ decreases at every step (eq. (C0b)). Besides the usual residual and iteration
+limits, it stops by *relative progress* (Martens 2010): after step i, with k = max(10, ⌈0.1 i⌉),
 
     stop when i > k, φ_i < 0 and (φ_i − φ_{i−k}) / φ_i < k ε        (cg-and-damping.md, (C6))
 
@@ -155,7 +157,7 @@ def conjugate_gradient(
         if not math.isfinite(curvature):
             result.stop_reason = STOP_NOT_FINITE
             break
-        if curvature <= 0.0:
+        if curvature <= 0.0:     # φ along p_i has no minimum (C0a): no step to take
             result.stop_reason = STOP_NON_POSITIVE_CURVATURE
             break
         step_size = residual_dot / curvature                                 # (C1) α_i
@@ -179,6 +181,7 @@ def conjugate_gradient(
                             x_norm=math.sqrt(float(xp.sum(x * x))),
                             residual_norm=math.sqrt(float(xp.sum(residual * residual))),
                             seconds=time.perf_counter() - started))
+        # φ_{i−k} ≥ φ_i (C0b): the ratio below is the relative decrease over the window
         window = max(10, math.ceil(0.1 * step))                             # (C6) k
         if (step >= min_iterations and step > window and value < 0
                 and (value - model_values[step - window]) / value < window * epsilon):

@@ -1,11 +1,14 @@
 """Levenberg-Marquardt damping: the reduction ratio ρ and the rule that moves λ with it.
 
-HF minimizes the damped quadratic model q(p) = L(θ) + ∇Lᵀp + ½ pᵀ(G + λI)p. The ratio of the
-loss's actual change to the model's predicted change,
+HF minimizes the damped quadratic model of the objective f(θ) = L(θ) + ½w‖θ‖² (weight cost w,
+eq. (H1)), q(p) = f(θ) + gᵀp + ½ pᵀ(G + λμS + (λ + w)I)p with g = ∇L + wθ (eq. (H2)). The ratio
+of the objective's actual change to a model's predicted change,
 
-    ρ = (L(θ + p) − L(θ)) / (q(p) − q(0))                (derivations/cg-and-damping.md, (D1))
+    ρ = (f(θ + p) − f(θ)) / (q_B(p) − q_B(0)),   q_B(p) − q_B(0) = gᵀp + ½ pᵀBp
+                                                         (derivations/cg-and-damping.md, (D1))
 
-says how far the model can be trusted: ρ < 1/4 → λ ← λ·3/2 (trust it less); ρ > 3/4 →
+with B the damped matrix above (``rho_model="damped"``) or G + wI (``"undamped"``), says how far
+the model can be trusted: ρ < 1/4 → λ ← λ·3/2 (trust it less); ρ > 3/4 →
 λ ← λ·2/3 (trust it more) (eq. (D2)). A loss that rose or is not finite gives ρ = −∞. The
 structural damping coefficient of recurrent models moves with λ: λμ, μ fixed (eq. (D3)).
 """

@@ -3,16 +3,19 @@
 One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"):
 
 1. fresh training data (``dataset.forget()``, from the second iteration on);
-2. the objective f(θ) = L(θ) + ½ w ‖θ‖² and its gradient g on the gradient batches;
+2. the objective f(θ) = L(θ) + ½ w ‖θ‖² and its gradient g = ∇L + wθ on the gradient batches,
+   each batch weighted by its count of unmasked outputs (eq. (H1));
 3. the forward pass of this iteration's curvature batch, computed once;
 4. CG on (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where
    every product G v reuses that forward pass;
-5. backtracking: of the kept CG iterates, from the last backwards, the one with the lowest
-   objective;
+5. backtracking: walking back from the last kept CG iterate while the objective keeps decreasing,
+   the first local minimum met (eq. (H4); not the lowest objective of all kept iterates);
 6. ρ = actual / predicted reduction (eq. (D1)) and the Levenberg-Marquardt update of λ (eq. (D2));
-7. a line search along the chosen p (Armijo, or the release's "first step that lowers the loss");
+7. a line search along the chosen p (Armijo, eq. (H5), or the release's "first step that lowers
+   the loss");
    a step that finds no decrease, or meets a non-finite loss, is rejected and θ is unchanged;
-8. logs, the stop test, and a checkpoint every ``save_every`` iterations.
+8. the record of the iteration; ``run()`` then appends it to ``history``, logs it, applies the stop
+   test and writes a checkpoint every ``save_every`` iterations.
 
 Python floats are pulled from the arrays only at these decision points (losses, ρ, CG's scalars).
 """
@@ -142,12 +145,14 @@ class HF:
     Parameters
     ----------
     model
-        Follows the model protocol (design.md): ``forward``, ``r_forward``, ``backprop``,
-        ``loss``, ``gradient``, ``gauss_newton_product``, ``init``, ``output``.
+        Follows the model protocol (ARCHITECTURE.md, "The model protocol"): ``forward``,
+        ``r_forward``, ``backprop``, ``loss``, ``gradient``, ``gauss_newton_product``, ``init``,
+        ``output``.
     dataset
-        Follows the data-object protocol: ``train_batches``, ``test_batches``, ``batch(id)``,
-        ``forget()``, ``zero_one_error(batch, predictions)``; optionally ``get_state`` /
-        ``set_state`` for exact resumes.
+        Follows the data-set protocol (ARCHITECTURE.md, "The data-set protocol"):
+        ``train_batches``, ``test_batches``, ``batch(id)``, ``forget()``,
+        ``zero_one_error(batch, predictions)``; optionally ``get_state`` / ``set_state`` for exact
+        resumes.
     params : array, optional
         The starting θ; default ``model.init(seed)`` on the data's backend, dtype and device.
     seed : int
@@ -232,6 +237,7 @@ class HF:
         return batch
 
     def _output_count(self, batch) -> float:
+        """N_β, the batch's count of unmasked outputs: the weight of its loss in (H1)."""
         if batch.mask is None:
             count = float(math.prod(batch.targets.shape[:-1]))
         else:
@@ -246,8 +252,8 @@ class HF:
         return 0.5 * w * float(self.xp.sum(params * params)) if w else 0.0
 
     def _data_loss(self, params, batch_ids) -> float:
-        """Mean loss over every unmasked output of the batches (each batch weighted by its
-        number of counted outputs)."""
+        """L(θ) of (H1): the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ N_β
+        (each batch weighted by its number of counted outputs)."""
         total, count = 0.0, 0.0
         for batch_id in batch_ids:
             batch = self._batch(batch_id)
@@ -257,12 +263,13 @@ class HF:
         return total / count
 
     def _objective(self, params, batch_ids) -> float:
-        """f(θ) = L(θ) + ½ w ‖θ‖²; +inf when not finite."""
+        """f(θ) = L(θ) + ½ w ‖θ‖² of (H1); +inf when not finite."""
         value = self._data_loss(params, batch_ids) + self._weight_penalty(params)
         return value if math.isfinite(value) else math.inf
 
     def _loss_and_gradient(self, params, batch_ids):
-        """(f(θ), ∇f(θ)) over the batches, weighted like :meth:`_data_loss`."""
+        """(f(θ), g) of (H1) over the batches, g = Σ N_β ∇L_β / Σ N_β + wθ, weighted like
+        :meth:`_data_loss`."""
         total_loss, gradient, count = 0.0, None, 0.0
         for batch_id in batch_ids:
             batch = self._batch(batch_id)
@@ -279,7 +286,8 @@ class HF:
 
     # -- one HF iteration ------------------------------------------------------------------
     def step(self) -> dict:
-        """Run one HF iteration; returns its metrics record (also appended to ``history``)."""
+        """Run one HF iteration and return its metrics record (``run()`` appends it to
+        ``history`` and logs it; ``step()`` alone does neither)."""
         config, xp = self.config, self.xp
         started = time.perf_counter()
         iteration = self.iteration + 1
@@ -389,8 +397,9 @@ class HF:
         return record
 
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
-        """(step size, objective there): the first of 1, r, r², … that passes the test, or
-        (0, objective) when none does within the allowed tries (the step is rejected)."""
+        """(η, f(θ + ηp)): the first step length of 1, γ, γ², … (γ = ``line_search_rate``) that
+        passes the test, Armijo's (H5) or the release's plain decrease, or (0, f(θ)) when none
+        does within the allowed tries (the step is rejected)."""
         config = self.config
         if config.line_search == "armijo" and not slope < 0:
             return 0.0, objective   # not a descent direction: no step length can pass
