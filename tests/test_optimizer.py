@@ -12,6 +12,7 @@ import pytest
 import arrayhf
 from arrayhf import backend, checkpoint
 from arrayhf.data.arrays import ArrayDataset
+from arrayhf.hf import optimizer as optimizer_module
 from arrayhf.hf.optimizer import HF
 
 from datasets import FreshBlobs, blobs
@@ -70,9 +71,43 @@ def test_trajectory_is_the_same_on_every_backend(xp, device):
     assert relative_error(tested.params, reference.params) <= 1e-8
 
 
-def test_preconditioned_run_also_learns(xp, device):
+def badly_scaled_least_squares(xp, device):
+    """Linear regression on 20 features scaled from 0.1 to 10: the diagonal of G spans four
+    orders of magnitude, the ill-conditioning a diagonal preconditioner removes."""
+    rng = np.random.default_rng(0)
+    scales = np.geomspace(0.1, 10.0, 20)
+    inputs = rng.standard_normal((300, 20)) * scales
+    targets = (inputs @ (rng.standard_normal((20, 2)) / scales[:, None])
+               + 0.1 * rng.standard_normal((300, 2)))
+    to_xp = lambda a: backend.from_host(a, xp, device=device)  # noqa: E731
+    return ArrayDataset(to_xp(inputs[:200]), to_xp(targets[:200]), to_xp(inputs[200:]),
+                        to_xp(targets[200:]), batch_size=200, error=None)
+
+
+def test_preconditioned_run_also_learns(xp, device, monkeypatch):
+    """Learns blobs with preconditioner=True; and the preconditioner (H3) is used: on a badly
+    scaled least-squares problem, the first iteration's CG (same θ, g and A, x_0 = 0) gets
+    within 0.1% of the quadratic's minimum in far fewer steps with M than without (measured:
+    9 against 19). With M ignored, the two runs would be the same step for step."""
     optimizer = run_blobs(xp, device, preconditioner=True)
     assert optimizer.history[-1]["test_loss"] < 0.1
+
+    model_values = {}
+    real = optimizer_module.conjugate_gradient
+    for preconditioner in (False, True):
+        def watched(*args, _key=preconditioner, **keywords):
+            result = real(*args, **keywords)
+            model_values[_key] = result.model_values
+            return result
+
+        monkeypatch.setattr(optimizer_module, "conjugate_gradient", watched)
+        HF(arrayhf.FNN([20, 2], output="linear"), badly_scaled_least_squares(xp, device),
+           damping=1e-2, max_cg_iter=60, cg_epsilon=0.0, preconditioner=preconditioner,
+           progress=False, test_every=0).step()
+    target = 0.999 * min(min(values) for values in model_values.values())
+    steps = {key: next(i for i, value in enumerate(values) if value <= target)
+             for key, values in model_values.items()}
+    assert steps[True] <= 0.6 * steps[False], steps
 
 
 def test_weight_cost_is_added_to_the_objective(xp, device):
