@@ -69,7 +69,7 @@ class HFConfig:
     curvature_batches: tuple | None = None  # cycled, one per iteration; None = training batches
     backtrack_batches: tuple | None = None  # objective for backtracking; None = grad_batches
     weight_cost: float = 0.0             # w of ½ w ‖θ‖²
-    preconditioner: bool = False         # Martens' diag((Σ per-case g² + λ + w)^0.75)
+    preconditioner: bool = False         # Martens' (F + λ + w)^0.75, F = (1/N) Σ m_p g_p² (H3)
     rho_model: str = "undamped"
     line_search: str = "armijo"
     armijo_c: float = 1e-2
