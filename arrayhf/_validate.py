@@ -7,8 +7,15 @@ done, with a message that says what was expected and what was received.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import array_api_compat
+
+
+def is_integer(value) -> bool:
+    """A Python or numpy integer, and not a bool (``True`` is an ``int`` to Python, but never a
+    count, a size or a seed here)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def _backend_label(array) -> str:
