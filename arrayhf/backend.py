@@ -172,6 +172,15 @@ def resolve_dtype(xp, dtype: Any = None):
     return dtype
 
 
+def enable_float64(xp, dtype) -> None:
+    """Switch JAX to 64-bit mode when ``dtype`` is float64 (JAX computes in float32 otherwise,
+    silently); nothing for any other backend or dtype. The one place arrayhf flips the switch."""
+    if name_of(xp) == "jax" and dtype in ("float64", "double"):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
 def from_host(array, xp, *, dtype: Any = None, device: Any = None):
     """Move a host (numpy) array to backend ``xp`` with the given dtype and device.
 

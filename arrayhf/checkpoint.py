@@ -15,6 +15,8 @@ import pathlib
 import numpy as np
 
 FORMAT_VERSION = 1
+# the name of a run's latest checkpoint in its run directory (the previous one: checkpoint.prev.npz)
+CHECKPOINT_NAME = "checkpoint.npz"
 _META_KEY = "__meta__"
 
 
@@ -109,7 +111,7 @@ def load_model(path, *, backend=None, device=None, dtype=None):
 
     path = pathlib.Path(path)
     if path.is_dir():
-        path = path / "checkpoint.npz"
+        path = path / CHECKPOINT_NAME
     arrays, meta, used = load_latest(path)
     if not meta.get("model"):
         raise CheckpointError(f"checkpoint {used} has no model description (saved by a model "
@@ -118,10 +120,7 @@ def load_model(path, *, backend=None, device=None, dtype=None):
         raise CheckpointError(f"checkpoint {used} has no 'params' array")
     model = from_config(meta["model"])
     xp = backends.namespace(backend, device=device)
-    if backends.name_of(xp) == "jax" and (dtype or meta.get("dtype")) == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    backends.enable_float64(xp, dtype or meta.get("dtype"))
     params = backends.from_host(arrays["params"], xp, dtype=dtype or meta.get("dtype", "float64"),
                                 device=device)
     if params.shape != (model.n_params,):

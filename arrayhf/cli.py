@@ -41,10 +41,7 @@ def _installed_backends(requested):
         except backend.BackendError as error:
             print(f"{name} skipped: {error}")
             continue
-        if name == "jax":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)  # float64 rows need JAX's 64-bit mode
+        backend.enable_float64(xp, "float64")  # the float64 rows need JAX's 64-bit mode
         names.append((name, xp))
     return names
 
@@ -142,7 +139,7 @@ def _verdict(settings, optimizer, seconds) -> str:
 def _has_checkpoint(run_dir: pathlib.Path) -> bool:
     from arrayhf import checkpoint
 
-    path = run_dir / "checkpoint.npz"
+    path = run_dir / checkpoint.CHECKPOINT_NAME
     return path.exists() or checkpoint.previous_path(path).exists()
 
 
@@ -304,7 +301,7 @@ def sample(args) -> int:
     xp = runs.xp_for(settings)
     vocabulary = Vocabulary.from_json(settings.vocabulary)
     model = runs.text_model(settings, vocabulary.size)
-    arrays, meta, _ = checkpoint.load_latest(run_dir / "checkpoint.npz")
+    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype, device=args.device)
     rng = np.random.default_rng(args.seed)
     ids = list(vocabulary.encode(args.prime)) or [int(rng.integers(1, vocabulary.size))]
@@ -347,7 +344,7 @@ def plot(args) -> int:
     title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
     plots.plot_curves(records, run_dir / "curves.png", title=title)
     model, dataset, _ = runs.build(settings, None, progress=False)
-    arrays, meta, _ = checkpoint.load_latest(run_dir / "checkpoint.npz")
+    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     xp = runs.xp_for(settings)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype)
     batch = dataset.batch(dataset.test_batches[0])

@@ -79,10 +79,7 @@ class RunSettings(_SavedSettings):
 def xp_for(settings: RunSettings):
     """The namespace of the run's backend (JAX switched to 64-bit for float64 runs)."""
     xp = backend.namespace(settings.backend, device=settings.device)
-    if backend.name_of(xp) == "jax" and settings.dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    backend.enable_float64(xp, settings.dtype)
     return xp
 
 

@@ -45,7 +45,7 @@ from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
 from arrayhf.hf.runlog import RunLog
 
-CHECKPOINT_NAME = "checkpoint.npz"
+CHECKPOINT_NAME = checkpoint.CHECKPOINT_NAME
 
 
 @dataclass(frozen=True)
