@@ -16,7 +16,7 @@ from arrayhf.hf import optimizer as optimizer_module
 from arrayhf.hf.optimizer import HF
 
 from datasets import FreshBlobs, blobs
-from helpers import host, relative_error
+from helpers import assert_matches, host, other_backend, relative_error
 
 
 def classifier():
@@ -60,9 +60,12 @@ def test_learns_a_small_classification_problem(xp, device):
                for p, r in zip(optimizer.history, optimizer.history[1:]))
 
 
-def test_trajectory_is_the_same_on_every_backend(xp, device):
-    """The same seed on numpy and on the backend under test: float64 losses agree to 1e-8."""
-    reference = run_blobs(backend.namespace("numpy"), None, iterations=6)
+def test_trajectory_is_the_same_on_another_backend(xp, device):
+    """The same seed on the backend under test and on another (numpy; torch in the numpy
+    session): float64 losses agree to 1e-8."""
+    other = other_backend(xp)
+    assert backend.name_of(other) != backend.name_of(xp)
+    reference = run_blobs(other, None, iterations=6)
     tested = run_blobs(xp, device, iterations=6)
     for expected, actual in zip(reference.history, tested.history):
         for key in ("train_loss", "test_loss", "damping", "rho"):
@@ -153,14 +156,19 @@ def test_resumed_run_follows_the_uninterrupted_trajectory_bit_for_bit(xp, device
 
 
 def test_checkpoint_loads_onto_another_backend(xp, device, tmp_path):
-    numpy_run = run_blobs(backend.namespace("numpy"), None, iterations=3, run_dir=tmp_path)
+    """A run saved on another backend (numpy; torch in the numpy session) resumes on the backend
+    under test with θ exactly as saved, and goes on as the saving run does."""
+    other = other_backend(xp)
+    assert backend.name_of(other) != backend.name_of(xp)
+    saved_run = run_blobs(other, None, iterations=3, run_dir=tmp_path)
     moved = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, progress=False)
     moved.resume(tmp_path)
-    np.testing.assert_array_equal(host(moved.params), host(numpy_run.params))
+    assert_matches(moved.params, xp=xp, dtype=xp.float64, device=device)
+    np.testing.assert_array_equal(host(moved.params), host(saved_run.params))
     assert backend.namespace(backend.name_of(xp)) is xp
     moved.run(max_iterations=4)
-    numpy_run.run(max_iterations=4)
-    assert relative_error(moved.params, numpy_run.params) <= 1e-8
+    saved_run.run(max_iterations=4)
+    assert relative_error(moved.params, saved_run.params) <= 1e-8
 
 
 def test_resume_with_other_settings_is_refused(xp, device, tmp_path):
