@@ -13,7 +13,7 @@ import arrayhf
 from arrayhf import backend
 
 import oracle
-from helpers import assert_matches, finite_difference_jacobian, host, relative_error
+from helpers import assert_matches, finite_difference_jacobian, host, other_backend, relative_error
 from problems import RNN_CONFIGURATIONS, rnn_problem
 
 FD_TOLERANCE = 1e-7
@@ -215,11 +215,15 @@ def test_bad_input_is_refused(xp, device):
         arrayhf.RNN(2, 0, 1)
 
 
-def test_same_seed_same_loss_as_numpy(xp, device):
+def test_same_seed_same_parameters_and_loss_on_another_backend(xp, device):
+    """θ and the loss from one seed on the backend under test and on another (numpy; torch in
+    the numpy session): θ equal, losses to 1e-12."""
+    other = other_backend(xp)
+    assert backend.name_of(other) != backend.name_of(xp)
     problem = rnn_problem("tanh-softmax-no-biases", xp, device)
-    reference = rnn_problem("tanh-softmax-no-biases", backend.namespace("numpy"), None)
+    reference = rnn_problem("tanh-softmax-no-biases", other, None)
     np.testing.assert_array_equal(host(problem.model.init(4, xp=xp, device=device)),
-                                  host(reference.model.init(4)))
+                                  host(reference.model.init(4, xp=other)))
     expected = float(reference.model.loss(reference.params, reference.batch))
     assert abs(float(problem.model.loss(problem.params, problem.batch)) - expected) \
         <= 1e-12 * expected
