@@ -26,8 +26,17 @@ def test_train_resume_and_plot(xp, device, tmp_path, capsys):
                      "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
     out = capsys.readouterr().out
     assert "iter    2" in out
-    assert "SOLVED: addition, T = 20" in out  # "SOLVED" or "NOT SOLVED", with the numbers
-    assert json.loads((run_dir / "run.json").read_text())["problem"] == "addition"
+    # the verdict line: "SOLVED" or "NOT SOLVED" as the logged test error says, with the numbers
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    run_info = json.loads((run_dir / "run.json").read_text())
+    verdicts = [line for line in out.splitlines() if "SOLVED: " in line]
+    assert len(verdicts) == 1, verdicts
+    assert verdicts[0].startswith(
+        "SOLVED: addition, T = 20 at HF iteration 2, "
+        if last["test_error"] < run_info["threshold"]
+        else "NOT SOLVED: addition, T = 20 after HF iteration 2, "), (verdicts[0], last)
+    assert f": {100 * last['test_error']:.2f}% of test sequences wrong" in verdicts[0]
+    assert run_info["problem"] == "addition"
     assert (run_dir / "checkpoint.npz").exists()
 
     assert cli.main(["train", "--problem", "addition", *TINY, "--run-dir", str(run_dir)]) == 2
