@@ -44,11 +44,23 @@ def run_to_end(args, log: pathlib.Path) -> None:
     assert finished.returncode == 0, log.read_text()
 
 
-def kill_after(args, seconds: float, log: pathlib.Path) -> bool:
-    """Start ``args``, SIGKILL it after ``seconds``; True if it was still running then."""
+def wait_until(condition, what: str, deadline: float = 60.0, interval: float = 0.002) -> None:
+    """Poll ``condition()`` every ``interval`` seconds until it holds; fail after ``deadline``."""
+    give_up = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < give_up, f"waited {deadline} s for {what}"
+        time.sleep(interval)
+
+
+def kill_after(args, seconds: float, log: pathlib.Path, ready=None) -> bool:
+    """Start ``args``, SIGKILL it ``seconds`` after it started (after ``ready(process)`` first
+    held, when given); True if it was still running then."""
     with open(log, "ab") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=ENV)
         try:
+            if ready is not None:
+                wait_until(lambda: process.poll() is not None or ready(process),
+                           f"{args} to become ready")
             process.wait(timeout=seconds)
             assert process.returncode == 0, log.read_text()
             return False
@@ -132,14 +144,25 @@ for iteration in range(1, 100_000):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_checkpoint_writing_killed_at_random_moments_leaves_a_whole_file(tmp_path, seed):
     """A process that does nothing but write 8 MB checkpoints is killed mid-write, again and
-    again: the newest loadable file is always whole (its θ matches its own iteration)."""
+    again: the newest loadable file is always whole (its θ matches its own iteration).
+
+    The kill comes a random 0 to 0.1 s after the writer opened its first temporary file. One
+    save (write, fsync, two renames, fsync of the folder) takes about 15 ms, so that is a random
+    moment of one of its first half-dozen saves: the moments a kill 0.5 to 2.5 s after the start
+    hit in a later save, without waiting for them (of 60 such kills, 48 came mid-write, 4
+    between the two renames, 8 after them)."""
     rng = np.random.default_rng(seed)
     path = tmp_path / "checkpoint.npz"
     log = tmp_path / "log"
     checkpoint.save(path, {"params": np.zeros(1_000_000)}, {"iteration": 0})
+
+    def writing(process):
+        return (tmp_path / f".{path.name}.{process.pid}.tmp").exists()
+
     kills = 0
     for _ in range(5):
-        kills += kill_after([sys.executable, "-c", WRITER, str(path)], rng.uniform(0.5, 2.5), log)
+        kills += kill_after([sys.executable, "-c", WRITER, str(path)], rng.uniform(0.0, 0.1), log,
+                            ready=writing)
         arrays, meta, used = checkpoint.load_latest(path)
         assert np.all(arrays["params"] == meta["iteration"]), used
     assert kills == 5
