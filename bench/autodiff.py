@@ -92,8 +92,8 @@ def mrnn_net_output(model, params, ids):
         factors = step_factors * (hidden @ blocks["W_fh"])
         hidden = activation(factors @ blocks["W_hf"] + step_input)
         hiddens.append(hidden)
-    net_output = torch.stack(hiddens) @ blocks["W_oh"]
-    return net_output + blocks["b_o"] if model.biases else net_output
+    net_output = torch.stack(hiddens) @ blocks["W_hy"]
+    return net_output + blocks["b_y"] if model.biases else net_output
 
 
 def gauss_newton_product(net_output, params, targets, mask, output: str):

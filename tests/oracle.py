@@ -136,7 +136,7 @@ def rnn_structural_product(config, params, inputs, v, count):
 # -- multiplicative RNN ---------------------------------------------------------------------
 def mrnn_blocks(config, params):
     """The MRNN's blocks from its flat vector. paper: W_fx, W_fh, W_hf, W_hx; release: W_vf,
-    f_bias, W_hf, W_fh, W_vh; then [b_h], W_oh, [b_o], h_0."""
+    f_bias, W_hf, W_fh, W_vh; then [b_h], W_hy, [b_y], h_0."""
     n_in, n_h = config["n_inputs"], config["n_hidden"]
     n_f, n_out = config["n_factors"], config["n_outputs"]
     if config["variant"] == "paper":
@@ -147,9 +147,9 @@ def mrnn_blocks(config, params):
                   ("W_fh", (n_f, n_h)), ("W_vh", (n_in, n_h))]
     if config["biases"]:
         shapes.append(("b_h", (n_h,)))
-    shapes.append(("W_oh", (n_h, n_out)))
+    shapes.append(("W_hy", (n_h, n_out)))
     if config["biases"]:
-        shapes.append(("b_o", (n_out,)))
+        shapes.append(("b_y", (n_out,)))
     shapes.append(("h_0", (n_h,)))
     blocks, offset = {}, 0
     for name, shape in shapes:
@@ -188,9 +188,9 @@ def mrnn_pre_activations_and_net_output(config, params, inputs):
         hidden = activation(pre)
         pres.append(pre)
         hiddens.append(hidden)
-    z = torch.stack(hiddens) @ blocks["W_oh"]
+    z = torch.stack(hiddens) @ blocks["W_hy"]
     if config["biases"]:
-        z = z + blocks["b_o"]
+        z = z + blocks["b_y"]
     return torch.stack(pres), z
 
 

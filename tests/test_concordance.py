@@ -9,12 +9,12 @@ Three checks, on the source text only (no backend), so they run in every session
 3. every tag that a derivation defines is cited, on its own (not only inside a range such as
    ``(R1)-(R3)``), by the code it proves: the line that implements an equation names it.
 
-What counts as a code name: the identifiers inside a backtick span, outside fenced blocks, that are
-not a shape (``[T, B, n_h]``), a path, a Python keyword or a one-letter symbol; a name starting
-with ``test_`` must be a test of ``tests/``. Identifiers of other code that the
-text quotes on purpose (the 2011 release, torch) are listed in ``QUOTED_ELSEWHERE`` with their
-source; placeholders that stand for a family of names (``W_l`` for ``W_1``, ``W_2``, …) in
-``PLACEHOLDERS``.
+What counts as a code name: the identifiers inside a backtick span or a fenced code block (less its
+``#`` comments) that are not a shape (``[T, B, n_h]``), a path, an equation tag, a Python keyword
+or a one-letter symbol; a name starting with ``test_`` must be a test of ``tests/``. Identifiers of
+other code that the text quotes on purpose (the 2011 release, Martens' code, torch) are listed in
+``QUOTED_ELSEWHERE`` with their source; placeholders that stand for a family of names (``W_l`` for
+``W_1``, ``W_2``, …) in ``PLACEHOLDERS``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ QUOTED_ELSEWHERE = {
     # the 2011 release (opt/m/rnn/rnn.py, opt/m/rnn/mrnn.py, opt/hf.py)
     "h_init", "randn", "R_AB", "R_A_t", "B_t_f", "R_B_t", "dAB", "dB", "dBB", "grad", "dot",
     "R_HX", "H_prod", "forward_pass", "initialize_self", "sparsify_strict", "conjgrad_1",
-    "W_ho", "opt", "rnn", "mrnn", "hf", "W_vf", "progress_heuristic", "damping_heuristic",
+    "W_ho", "opt", "rnn", "mrnn", "hf", "W_vf",
+    # arrayhf's own names before version 0.2 (the MRNN's output blocks)
+    "W_oh", "b_o", "progress_heuristic", "damping_heuristic",
     "get_new_direction", "cg_eval_freq", "BT_batches", "RHO_batches", "damp", "optimize",
     # Martens' MATLAB code (nnet_train_2.m, conjgrad_1.m)
     "nnet_train_2", "precon", "chs",
@@ -113,7 +115,8 @@ def quoted_names(text: str) -> dict[str, str]:
     spans += [span for span in _SPAN.findall(text) if "\n\n" not in span]
     quoted = {}
     for span in spans:
-        if span.lstrip().startswith("[") or _PATH.fullmatch(span.strip()):
+        if (span.lstrip().startswith("[") or _PATH.fullmatch(span.strip())
+                or _CITED.fullmatch(span.strip())):
             continue
         for name in _IDENTIFIER.findall(span):
             if (len(name) > 1 and name not in QUOTED_ELSEWHERE | PLACEHOLDERS
@@ -178,6 +181,16 @@ def test_notation_quotes_only_existing_code_names(section):
     quoted = quoted_names(notation_sections()[section])
     missing = sorted(name for name in quoted if name not in known | names_of_tests())
     assert not missing, f"notation.md, section {section!r}, quotes names its code lacks: {missing}"
+
+
+def test_the_index_of_derivations_names_existing_code():
+    """derivations/README.md, the table of routines and their proofs, names only code that is
+    there (dotted paths like ``models.rnn.RNN._forward`` are checked name by name)."""
+    known = code_names(sorted(PACKAGE.rglob("*.py"))) | names_of_tests()
+    known |= {path.stem for path in PACKAGE.rglob("*.py")} | {"arrayhf", "models", "hf", "data"}
+    quoted = quoted_names((DERIVATIONS / "README.md").read_text())
+    missing = sorted(name for name in quoted if name not in known)
+    assert not missing, f"derivations/README.md names code that does not exist: {missing}"
 
 
 def test_every_tag_the_code_cites_is_defined():

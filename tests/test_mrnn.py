@@ -239,11 +239,11 @@ def test_config_rebuilds_the_model():
 
 def test_block_layout_of_both_variants():
     paper = MRNN(7, 5, 3, 2)
-    assert paper.layout.names == ["W_fx", "W_fh", "W_hf", "W_hx", "b_h", "W_oh", "b_o", "h_0"]
+    assert paper.layout.names == ["W_fx", "W_fh", "W_hf", "W_hx", "b_h", "W_hy", "b_y", "h_0"]
     assert [paper.layout.shapes[k] for k in ("W_fx", "W_fh", "W_hf", "W_hx")] == \
         [(7, 3), (5, 3), (3, 5), (7, 5)]
     release = MRNN(7, 5, 3, 2, variant="release", biases=False)
-    assert release.layout.names == ["W_vf", "f_bias", "W_hf", "W_fh", "W_vh", "W_oh", "h_0"]
+    assert release.layout.names == ["W_vf", "f_bias", "W_hf", "W_fh", "W_vh", "W_hy", "h_0"]
     assert [release.layout.shapes[k] for k in ("W_vf", "f_bias", "W_hf", "W_fh", "W_vh")] == \
         [(7, 3), (3,), (5, 3), (3, 5), (7, 5)]
 
@@ -251,7 +251,7 @@ def test_block_layout_of_both_variants():
 @pytest.mark.parametrize("variant", ["paper", "release"])
 def test_sparse_initialization(xp, device, variant):
     """15 nonzero incoming weights per unit from every weight block, N(0, 1/15); h_0 (and
-    f_bias) from N(0, 1/15); b_h, b_o zero."""
+    f_bias) from N(0, 1/15); b_h, b_y zero."""
     model = MRNN(40, 60, 50, 30, variant=variant)
     blocks = {k: host(b) for k, b in model.unflatten(model.init(0, xp=xp, device=device)).items()}
     scale = 1 / math.sqrt(15)
@@ -261,7 +261,7 @@ def test_sparse_initialization(xp, device, variant):
             assert abs(block[block != 0].std() - scale) < 0.03, name
     for name in ("h_0", "f_bias") if variant == "release" else ("h_0",):
         assert (blocks[name] != 0).all() and abs(blocks[name].std() - scale) < 0.06, name
-    assert not blocks["b_h"].any() and not blocks["b_o"].any()
+    assert not blocks["b_h"].any() and not blocks["b_y"].any()
     dense = {k: host(b) for k, b in model.unflatten(
         model.init(0, xp=xp, device=device, scheme="dense")).items()}
     assert not dense["h_0"].any() and dense["W_hf"].all()

@@ -245,3 +245,51 @@ def test_structural_curvature_follows_the_hidden_nonlinearity(model_class):
         "structural_curvature"] == 0.5
     with pytest.raises(ValueError, match="structural_curvature"):
         build(structural_curvature=-1.0)
+
+
+@pytest.mark.parametrize("model_class", ["RNN", "MRNN"])
+def test_the_fused_damped_product_checks_v_in_every_recurrent_model(xp, device, model_class):
+    """The structural path of gauss_newton_product (models/recurrent.py) checks v like θ: a v of
+    another dtype or length is refused and named, in both models (they once differed)."""
+    if model_class == "RNN":
+        problem = rnn_problem("tanh-linear-last-step", xp, device)
+    else:
+        from problems import mrnn_problem
+        problem = mrnn_problem("paper-ids-softmax-lengths", xp, device)
+    model, params, batch = problem.model, problem.params, problem.batch
+    narrow = backend.from_host(problem.host["v"], xp, dtype="float32", device=device)
+    short = problem.to_xp(problem.host["v"][:-1])
+    for damping in (0.0, STRUCTURAL):
+        with pytest.raises(TypeError, match="v"):
+            model.gauss_newton_product(params, batch, narrow, structural_damping=damping)
+        with pytest.raises(ValueError, match=r"expected v of shape"):
+            model.gauss_newton_product(params, batch, short, structural_damping=damping)
+        with pytest.raises(ValueError, match=r"expected v of shape"):
+            model.structural_damping_product(params, batch, short)
+
+
+def test_recurrent_models_share_output_names_keyword_order_and_description():
+    """One convention for every recurrent model: output blocks W_hy, b_y; sizes, then hidden,
+    output, the model's options, biases, structural_curvature; config() and repr() from it."""
+    rnn = arrayhf.RNN(3, 4, 2, "logistic", "softmax")
+    mrnn = arrayhf.MRNN(3, 4, 5, 2, "logistic", "softmax", "release")
+    for model in (rnn, mrnn):
+        assert {"W_hy", "b_y"} <= set(model.layout.names)
+        assert model.hidden.name == "logistic" and model.output.name == "softmax"
+        rebuilt = arrayhf.models.from_config(model.config())
+        assert rebuilt.config() == model.config() and repr(rebuilt) == repr(model)
+    assert repr(mrnn) == ("MRNN(3, 4, 5, 2, hidden='logistic', output='softmax', "
+                          "variant='release', biases=True, structural_curvature=1.0)")
+    assert list(rnn.config()) == ["class", "n_inputs", "n_hidden", "n_outputs", "hidden",
+                                  "output", "biases", "structural_curvature"]
+
+
+def test_mrnn_output_blocks_sit_where_the_old_names_did():
+    """The rename W_oh, b_o -> W_hy, b_y moved nothing in θ: a checkpoint saved before it loads
+    unchanged. The offsets are those of the pre-0.2 layout [W_fx, W_fh, W_hf, W_hx, b_h, W_oh,
+    b_o, h_0] with n_in 7, n_h 5, n_f 3, n_out 2."""
+    layout = arrayhf.MRNN(7, 5, 3, 2).layout
+    offsets = dict(zip(layout.names, np.cumsum([0] + [int(np.prod(layout.shapes[name]))
+                                                      for name in layout.names])))
+    assert (offsets["W_hy"], offsets["b_y"], offsets["h_0"]) == (21 + 15 + 15 + 35 + 5,
+                                                                 91 + 10, 101 + 2)

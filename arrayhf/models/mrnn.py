@@ -12,7 +12,7 @@ variant is one set of equations over the *roles* of its blocks (derivations/mrnn
     c_t = h_{t−1} W_{h→f}              the previous state in factor space                 (M2)
     f_t = g_t ⊙ c_t                    factors                                            (M3)
     a_t = f_t W_{f→h} + x_t W_{x→h} + b_h                                                 (M4)
-    h_t = f(a_t),   z_t = h_t W_oh + b_o                                                  (M5), (M6)
+    h_t = f(a_t),   z_t = h_t W_hy + b_y                                                  (M5), (M6)
 
 - ``variant="paper"`` (SMH11): φ = identity and no b_f, i.e. f_t = (x_t W_fx) ⊙ (h_{t−1} W_fh),
   a_t = f_t W_hf + x_t W_hx + b_h. Blocks W_fx, W_fh, W_hf, W_hx play the four roles.
@@ -44,10 +44,10 @@ from typing import Any
 
 import array_api_compat
 
-from arrayhf import backend, initialization, losses, nonlinearities
-from arrayhf._validate import check_floating, check_shape
+from arrayhf import backend, initialization
+from arrayhf._validate import check_floating
 from arrayhf.layout import Layout
-from arrayhf.models.base import Model
+from arrayhf.models.recurrent import RecurrentModel, flatten_time
 
 VARIANTS = ("paper", "release")
 # the blocks in the roles x→f, h→f, f→h, x→h of eq. (M1)-(M4), per variant
@@ -76,23 +76,23 @@ class MRNNCache:
     predictions: Any
 
 
-class MRNN(Model):
+class MRNN(RecurrentModel):
     """Multiplicative recurrent network with a learned initial state.
 
     Parameters
     ----------
     n_inputs, n_hidden, n_factors, n_outputs : int
         n_inputs is the alphabet size for character-id inputs.
+    hidden : str
+        Hidden nonlinearity f ("tanh", "logistic", "relu", "linear").
     output : str or MatchingLoss
         "softmax" (categorical cross-entropy, the default: next-character prediction), "linear",
         "logistic".
-    hidden : str
-        Hidden nonlinearity f ("tanh", "logistic", "relu", "linear").
     variant : {"paper", "release"}
         SMH11's equations, or the 2011 release's (tanh gate with a factor bias); see the module
         docstring.
     biases : bool
-        With b_h and b_o (the release had none; its ``f_bias`` is always there).
+        With b_h and b_y (the release had none; its ``f_bias`` is always there).
     structural_curvature : float, optional
         κ of the structural damping term Κ = κ·diag(f'(a_t)), eq. (S2). By default the hidden
         nonlinearity's own (``Nonlinearity.structural_curvature``): 0.25 for tanh, the 2011
@@ -100,34 +100,25 @@ class MRNN(Model):
         (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
 
     Parameter blocks, in order. paper: ``W_fx`` [n_in, n_f], ``W_fh`` [n_h, n_f], ``W_hf``
-    [n_f, n_h], ``W_hx`` [n_in, n_h], ``b_h`` [n_h], ``W_oh`` [n_h, n_out], ``b_o`` [n_out],
+    [n_f, n_h], ``W_hx`` [n_in, n_h], ``b_h`` [n_h], ``W_hy`` [n_h, n_out], ``b_y`` [n_out],
     ``h_0`` [n_h]. release: ``W_vf`` [n_in, n_f], ``f_bias`` [n_f], ``W_hf`` [n_h, n_f],
-    ``W_fh`` [n_f, n_h], ``W_vh`` [n_in, n_h], ``b_h``, ``W_oh``, ``b_o``, ``h_0`` (the release's
-    ``W_ho`` and ``h_init`` are ``W_oh`` and ``h_0``). b_h and b_o only when ``biases``.
+    ``W_fh`` [n_f, n_h], ``W_vh`` [n_in, n_h], ``b_h``, ``W_hy``, ``b_y``, ``h_0`` (the release's
+    ``W_ho`` and ``h_init`` are ``W_hy`` and ``h_0``). b_h and b_y only when ``biases``. The
+    output blocks are named as in every recurrent model (they were ``W_oh`` and ``b_o`` before
+    version 0.2; same place in θ, so older checkpoints load unchanged).
     """
 
-    data_axes = 2
+    sizes = ("n_inputs", "n_hidden", "n_factors", "n_outputs")
+    options = ("variant",)
 
     def __init__(self, n_inputs: int, n_hidden: int, n_factors: int, n_outputs: int,
-                 output="softmax", hidden="tanh", variant: str = "paper", biases: bool = True,
+                 hidden="tanh", output="softmax", variant: str = "paper", biases: bool = True,
                  structural_curvature: float | None = None):
-        for name, value in (("n_inputs", n_inputs), ("n_hidden", n_hidden),
-                            ("n_factors", n_factors), ("n_outputs", n_outputs)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected {name} a positive int, got {value!r}")
         if variant not in VARIANTS:
             raise ValueError(f"expected variant 'paper' or 'release', got {variant!r}")
-        self.n_inputs, self.n_hidden, self.n_factors = n_inputs, n_hidden, n_factors
-        self.n_outputs = n_outputs
-        self.output = losses.get(output)
-        self.hidden = nonlinearities.get(hidden)
+        self._set_common({"n_inputs": n_inputs, "n_hidden": n_hidden, "n_factors": n_factors,
+                          "n_outputs": n_outputs}, hidden, output, biases, structural_curvature)
         self.variant = variant
-        self.biases = biases
-        if structural_curvature is None:
-            structural_curvature = self.hidden.structural_curvature
-        if not structural_curvature >= 0:
-            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
-        self.structural_curvature = float(structural_curvature)
         self.role_names = ROLE_BLOCKS[variant]
         input_to_factor, hidden_to_factor, factor_to_hidden, input_to_hidden = self.role_names
         blocks = [(input_to_factor, (n_inputs, n_factors))]
@@ -138,23 +129,11 @@ class MRNN(Model):
                    (input_to_hidden, (n_inputs, n_hidden))]
         if biases:
             blocks.append(("b_h", (n_hidden,)))
-        blocks.append(("W_oh", (n_hidden, n_outputs)))
+        blocks.append(("W_hy", (n_hidden, n_outputs)))
         if biases:
-            blocks.append(("b_o", (n_outputs,)))
+            blocks.append(("b_y", (n_outputs,)))
         blocks.append(("h_0", (n_hidden,)))
         self.layout = Layout(blocks)
-
-    def __repr__(self) -> str:
-        return (f"MRNN({self.n_inputs}, {self.n_hidden}, {self.n_factors}, {self.n_outputs}, "
-                f"output={self.output.name!r}, hidden={self.hidden.name!r}, "
-                f"variant={self.variant!r}, biases={self.biases})")
-
-    def config(self) -> dict:
-        """The constructor arguments, as JSON-ready values."""
-        return {"class": "MRNN", "n_inputs": self.n_inputs, "n_hidden": self.n_hidden,
-                "n_factors": self.n_factors, "n_outputs": self.n_outputs,
-                "output": self.output.name, "hidden": self.hidden.name, "variant": self.variant,
-                "biases": self.biases, "structural_curvature": self.structural_curvature}
 
     def _roles(self, blocks) -> tuple:
         """(W_{x→f}, W_{h→f}, W_{f→h}, W_{x→h}): this variant's blocks in the roles of (M1)-(M4)."""
@@ -169,7 +148,7 @@ class MRNN(Model):
         (15) nonzero incoming weights from each weight block, from N(0, scale²) with scale 1/√15
         (the 2011 release's ``sparsify_strict`` with the demo's scale), and ``h_0`` (and, for the
         release variant, ``f_bias``) from N(0, scale²), as the release draws every block;
-        b_h and b_o zero. ``"dense"``: N(0, scale²/fan_in) weights (scale 1), h_0, f_bias and
+        b_h and b_y zero. ``"dense"``: N(0, scale²/fan_in) weights (scale 1), h_0, f_bias and
         biases zero. (SMH11 start from small random weights; the sparse scheme is the release's
         choice, derivations/mrnn.md, "Initialization".)
         """
@@ -210,7 +189,7 @@ class MRNN(Model):
             alphabet = xp.arange(self.n_inputs, dtype=ids.dtype,
                                  device=array_api_compat.device(ids))
             return xp.astype(ids == alphabet, dtype)
-        return _flatten_time(xp, inputs)
+        return flatten_time(xp, inputs)
 
     # -- the three passes, side by side ----------------------------------------------------
     def _forward(self, params, inputs, *, xp):
@@ -238,9 +217,9 @@ class MRNN(Model):
             factors.append(factor)
             hiddens.append(hidden)
         hiddens = xp.stack(hiddens)
-        net_output = hiddens @ blocks["W_oh"]                            # (M6) z_t
+        net_output = hiddens @ blocks["W_hy"]                            # (M6) z_t
         if self.biases:
-            net_output = net_output + blocks["b_o"]
+            net_output = net_output + blocks["b_y"]
         return MRNNCache(gates=gates, gate_slopes=gate_slopes,
                          hidden_factors=xp.stack(hidden_factors), factors=xp.stack(factors),
                          previous_hiddens=xp.stack(previous), hiddens=hiddens,
@@ -278,10 +257,10 @@ class MRNN(Model):
             r_hidden = cache.slopes[step, ...] * r_pre                    # (M11) R{h_t}
             r_pres.append(r_pre)
             r_hiddens.append(r_hidden)
-        r_net_output = (xp.stack(r_hiddens) @ blocks["W_oh"]              # (M12) R{z_t}
-                        + cache.hiddens @ directions["W_oh"])
+        r_net_output = (xp.stack(r_hiddens) @ blocks["W_hy"]              # (M12) R{z_t}
+                        + cache.hiddens @ directions["W_hy"])
         if self.biases:
-            r_net_output = r_net_output + directions["b_o"]
+            r_net_output = r_net_output + directions["b_y"]
         return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
 
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
@@ -290,7 +269,7 @@ class MRNN(Model):
         damping term's Jᵀ, eq. (S3), (M24))."""
         blocks = self.layout.unflatten(params)
         _, hidden_to_factor, factor_to_hidden, _ = self._roles(blocks)
-        delta_from_output = delta_net_output @ blocks["W_oh"].T          # (M13) δz_t W_ohᵀ
+        delta_from_output = delta_net_output @ blocks["W_hy"].T          # (M13) δz_t W_hyᵀ
         delta_hidden_factor = xp.zeros_like(cache.hidden_factors[0, ...])  # δc_{T+1} = 0
         delta_pres, delta_factors, delta_hidden_factors = [], [], []
         for step in range(inputs.shape[0] - 1, -1, -1):
@@ -311,7 +290,7 @@ class MRNN(Model):
         delta_gate_pres = delta_gates                                     # (M20) δe_t (paper)
         if self.variant == "release":
             delta_gate_pres = cache.gate_slopes * delta_gates             # (M20) δe_t
-        flat = _flatten_time
+        flat = flatten_time
         input_rows = self._input_rows(xp, inputs, delta_pres.dtype)       # (M23) flat(x) or E
         role_gradients = (
             input_rows.T @ flat(xp, delta_gate_pres),                         # (M20) W_{x→f}
@@ -320,14 +299,14 @@ class MRNN(Model):
             input_rows.T @ flat(xp, delta_pres),                              # (M18) W_{x→h}
         )
         gradient_blocks = dict(zip(self.role_names, role_gradients))
-        gradient_blocks["W_oh"] = flat(xp, cache.hiddens).T @ flat(xp, delta_net_output)  # (M21)
+        gradient_blocks["W_hy"] = flat(xp, cache.hiddens).T @ flat(xp, delta_net_output)  # (M21)
         gradient_blocks["h_0"] = xp.sum(delta_hidden_factors[0, ...] @ hidden_to_factor.T,
                                         axis=0)                                         # (M22)
         if self.variant == "release":
             gradient_blocks["f_bias"] = xp.sum(delta_gates, axis=(0, 1))                # (M20)
         if self.biases:
             gradient_blocks["b_h"] = xp.sum(delta_pres, axis=(0, 1))                    # (M18)
-            gradient_blocks["b_o"] = xp.sum(delta_net_output, axis=(0, 1))              # (M21)
+            gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))              # (M21)
         return self.layout.flatten(gradient_blocks)
 
     # -- argument checks: float inputs or character ids ------------------------------------
@@ -361,51 +340,6 @@ class MRNN(Model):
         (eq. (M23))."""
         return _positions(inputs)
 
-    def _check_direction(self, xp, params, v):
-        """v is a flat vector like θ (same backend, device, dtype)."""
-        self._check_params(params, v)
-        check_shape("v", v, (self.n_params,))
-        check_floating(xp, "v", v, params.dtype)
-
-    # -- structural damping ----------------------------------------------------------------
-    def _structural_weights(self, xp, batch, cache):
-        """Κ_t / N: κ f'(a_t), over N (the loss's count of unmasked outputs), eq. (S2)."""
-        if batch.mask is None:
-            count = math.prod(batch.targets.shape[:-1])
-        else:
-            count = xp.sum(xp.astype(batch.mask, cache.slopes.dtype))
-        return (self.structural_curvature / count) * cache.slopes
-
-    def structural_damping_product(self, params, batch, v, cache=None):
-        """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3), (M24))."""
-        xp = self._check_batch(params, batch)
-        self._check_direction(xp, params, v)
-        if cache is None:
-            cache = self._forward(params, batch.inputs, xp=xp)
-        _, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp, with_pre=True)
-        zero_output = xp.zeros_like(cache.net_output)
-        return self._backprop(params, batch.inputs, cache, zero_output, xp=xp,
-                              delta_pre_extra=self._structural_weights(xp, batch, cache) * r_pre)
-
-    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
-        """(G + structural_damping · S) v in one R-forward and one BPTT pass (eq. (G3), (S4),
-        (M24)): the structural term enters BPTT as an extra δa_t, so it costs no extra pass."""
-        xp = self._check_batch(params, batch)
-        self._check_direction(xp, params, v)
-        if cache is None:
-            cache = self._forward(params, batch.inputs, xp=xp)
-        damped = structural_damping != 0.0
-        r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp, with_pre=damped)
-        extra = None
-        if damped:
-            r_net_output, r_pre = r_net_output
-            extra = structural_damping * self._structural_weights(xp, batch, cache) * r_pre
-        curvature_output = self.output.hessian_vector(
-            cache.net_output, r_net_output, batch.mask, targets=batch.targets,
-            predictions=cache.predictions)
-        return self._backprop(params, batch.inputs, cache, curvature_output, xp=xp,
-                              delta_pre_extra=extra)
-
 
 def _positions(inputs) -> tuple:
     """The (time step, sequence) axes: all of ``[T, B]`` ids, or ``[T, B, n_in]`` less its last."""
@@ -419,8 +353,3 @@ def _flat_ids(xp, inputs):
     if ids.dtype == xp.int32 or ids.dtype == xp.int64:
         return ids
     return xp.astype(ids, xp.int32)
-
-
-def _flatten_time(xp, array):
-    """[T, B, n] -> [T·B, n]: sums over time and batch become one matrix product."""
-    return xp.reshape(array, (array.shape[0] * array.shape[1], array.shape[2]))

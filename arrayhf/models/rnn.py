@@ -35,9 +35,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from arrayhf import backend, initialization, losses, nonlinearities
+from arrayhf import backend, initialization
 from arrayhf.layout import Layout
-from arrayhf.models.base import Model
+from arrayhf.models.recurrent import RecurrentModel, flatten_time
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class RNNCache:
     predictions: Any
 
 
-class RNN(Model):
+class RNN(RecurrentModel):
     """Recurrent network with a learned initial state.
 
     Parameters
@@ -78,24 +78,13 @@ class RNN(Model):
     ``W_hy`` [n_h, n_out], ``b_y`` [n_out] (the biases only when ``biases``), ``h_0`` [n_h].
     """
 
-    data_axes = 2
+    sizes = ("n_inputs", "n_hidden", "n_outputs")
 
     def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int, hidden="tanh",
                  output="linear", biases: bool = True,
                  structural_curvature: float | None = None):
-        for name, value in (("n_inputs", n_inputs), ("n_hidden", n_hidden),
-                            ("n_outputs", n_outputs)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected {name} a positive int, got {value!r}")
-        self.n_inputs, self.n_hidden, self.n_outputs = n_inputs, n_hidden, n_outputs
-        self.hidden = nonlinearities.get(hidden)
-        self.output = losses.get(output)
-        self.biases = biases
-        if structural_curvature is None:
-            structural_curvature = self.hidden.structural_curvature
-        if not structural_curvature >= 0:
-            raise ValueError(f"expected structural_curvature >= 0, got {structural_curvature}")
-        self.structural_curvature = float(structural_curvature)
+        self._set_common({"n_inputs": n_inputs, "n_hidden": n_hidden, "n_outputs": n_outputs},
+                         hidden, output, biases, structural_curvature)
         blocks = [("W_xh", (n_inputs, n_hidden)), ("W_hh", (n_hidden, n_hidden))]
         if biases:
             blocks.append(("b_h", (n_hidden,)))
@@ -104,18 +93,6 @@ class RNN(Model):
             blocks.append(("b_y", (n_outputs,)))
         blocks.append(("h_0", (n_hidden,)))
         self.layout = Layout(blocks)
-
-    def __repr__(self) -> str:
-        return (f"RNN({self.n_inputs}, {self.n_hidden}, {self.n_outputs}, "
-                f"hidden={self.hidden.name!r}, output={self.output.name!r}, "
-                f"biases={self.biases})")
-
-    def config(self) -> dict:
-        """The constructor arguments, as JSON-ready values."""
-        return {"class": "RNN", "n_inputs": self.n_inputs, "n_hidden": self.n_hidden,
-                "n_outputs": self.n_outputs, "hidden": self.hidden.name,
-                "output": self.output.name, "biases": self.biases,
-                "structural_curvature": self.structural_curvature}
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
     def init(self, seed, *, xp=None, dtype=None, device=None, scheme: str = "release",
@@ -216,7 +193,7 @@ class RNN(Model):
             gradient_hh = gradient_hh + cache.previous_hiddens[step, ...].T @ delta_pre  # (R10)
             if self.biases:
                 gradient_bh = gradient_bh + xp.sum(delta_pre, axis=0)                    # (R10)
-        flat = _flatten_time
+        flat = flatten_time
         gradient_blocks = {
             "W_xh": gradient_xh,
             "W_hh": gradient_hh,
@@ -227,44 +204,3 @@ class RNN(Model):
             gradient_blocks["b_h"] = gradient_bh
             gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))           # (R11)
         return self.layout.flatten(gradient_blocks)
-
-    # -- structural damping ----------------------------------------------------------------
-    def _structural_weights(self, xp, batch, cache):
-        """Κ_t / N: κ f'(a_t), over N (the loss's count of unmasked outputs), eq. (S2)."""
-        if batch.mask is None:
-            count = math.prod(batch.targets.shape[:-1])
-        else:
-            count = xp.sum(xp.astype(batch.mask, cache.slopes.dtype))
-        return (self.structural_curvature / count) * cache.slopes
-
-    def structural_damping_product(self, params, batch, v, cache=None):
-        """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3))."""
-        xp = self._check_batch(params, batch)
-        if cache is None:
-            cache = self.forward(params, batch.inputs)
-        _, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp, with_pre=True)
-        zero_output = xp.zeros_like(cache.net_output)
-        return self._backprop(params, batch.inputs, cache, zero_output, xp=xp,
-                              delta_pre_extra=self._structural_weights(xp, batch, cache) * r_pre)
-
-    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
-        """(G + structural_damping · S) v in one R-forward and one BPTT pass (eq. (S4)):
-        the structural term enters BPTT as an extra δa_t, so it costs no extra pass."""
-        if structural_damping == 0.0:
-            return super().gauss_newton_product(params, batch, v, cache)
-        xp = self._check_batch(params, batch)
-        if cache is None:
-            cache = self.forward(params, batch.inputs)
-        r_net_output, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp,
-                                              with_pre=True)
-        curvature_output = self.output.hessian_vector(
-            cache.net_output, r_net_output, batch.mask, targets=batch.targets,
-            predictions=cache.predictions)
-        extra = structural_damping * self._structural_weights(xp, batch, cache) * r_pre
-        return self._backprop(params, batch.inputs, cache, curvature_output, xp=xp,
-                              delta_pre_extra=extra)
-
-
-def _flatten_time(xp, array):
-    """[T, B, n] -> [T·B, n]: sums over time and batch become one matrix product."""
-    return xp.reshape(array, (array.shape[0] * array.shape[1], array.shape[2]))

@@ -1,0 +1,140 @@
+"""What every recurrent arrayhf model shares: sizes and description, structural damping, the fused
+(G + λμS) v, time flattening.
+
+A recurrent model (RNN, MRNN, and the gated models to come) is a :class:`Model` on time-major
+data (``[T, B, n_in]`` inputs, ``[T, B]`` masks) with hidden pre-activations a_t and hidden states
+h_t = f(a_t). Its subclass gives the three passes; the R-forward pass takes ``with_pre`` (then it
+also returns R{a} = J_a v, ``[T, B, n_h]``) and the backward pass ``delta_pre_extra`` (an extra
+δa_t, the structural term's J_aᵀ u). From those two hooks this base builds, once for every
+recurrent model:
+
+- the structural damping weights Κ/N = κ f'(a_t)/N (derivations/structural-damping.md, (S2)),
+- S v = J_aᵀ Κ J_a v / N (S1)-(S3), and (G + λμS) v in one R-forward and one BPTT pass (S4),
+- the argument checks of both (v included), ``config()`` and ``__repr__`` from one description.
+
+Output blocks are ``W_hy`` [n_h, n_out] and ``b_y`` [n_out] in every recurrent model, and the
+constructors take the sizes first, then ``hidden``, ``output``, the model's own options,
+``biases`` and ``structural_curvature``.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from arrayhf import losses, nonlinearities
+from arrayhf._validate import check_floating, check_shape, is_integer
+from arrayhf.models.base import Model
+
+
+class RecurrentModel(Model):
+    """Base of the recurrent models. A subclass sets ``sizes`` (the names of its positional size
+    arguments, in order) and ``options`` (its own keyword arguments), calls
+    :meth:`_set_common` in ``__init__``, and gives the three passes with the ``with_pre`` and
+    ``delta_pre_extra`` hooks and a cache with ``slopes`` = f'(a_t)."""
+
+    data_axes = 2
+    sizes: tuple = ("n_inputs", "n_hidden", "n_outputs")
+    options: tuple = ()
+
+    def _set_common(self, sizes: dict, hidden, output, biases: bool,
+                    structural_curvature: float | None) -> None:
+        """Check and keep the sizes, the nonlinearity, the loss, ``biases`` and κ (S2): by
+        default the hidden nonlinearity's own (``Nonlinearity.structural_curvature``)."""
+        for name in self.sizes:
+            value = sizes[name]
+            if not is_integer(value) or value < 1:
+                raise ValueError(f"expected {name} a positive int, got {value!r}")
+            setattr(self, name, int(value))
+        if not isinstance(biases, bool):
+            raise TypeError(f"expected biases a bool, got {biases!r}")
+        self.hidden = nonlinearities.get(hidden)
+        self.output = losses.get(output)
+        self.biases = biases
+        if structural_curvature is None:
+            structural_curvature = self.hidden.structural_curvature
+        if (isinstance(structural_curvature, bool)
+                or not isinstance(structural_curvature, Real)
+                or not structural_curvature >= 0 or not math.isfinite(structural_curvature)):
+            raise ValueError(f"expected structural_curvature a finite number >= 0, got "
+                             f"{structural_curvature!r}")
+        self.structural_curvature = float(structural_curvature)
+
+    # -- description -----------------------------------------------------------------------
+    def _keywords(self) -> dict:
+        """The keyword arguments of the constructor, in its order, as JSON-ready values."""
+        keywords = {"hidden": self.hidden.name, "output": self.output.name}
+        keywords.update({name: getattr(self, name) for name in self.options})
+        keywords.update(biases=self.biases, structural_curvature=self.structural_curvature)
+        return keywords
+
+    def config(self) -> dict:
+        """The constructor arguments, as JSON-ready values (``models.from_config`` inverts it)."""
+        return {"class": type(self).__name__,
+                **{name: getattr(self, name) for name in self.sizes}, **self._keywords()}
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(str(getattr(self, name)) for name in self.sizes)
+        keywords = ", ".join(f"{name}={value!r}" for name, value in self._keywords().items())
+        return f"{type(self).__name__}({sizes}, {keywords})"
+
+    # -- checks ----------------------------------------------------------------------------
+    def _check_direction(self, xp, params, v) -> None:
+        """v is a flat vector like θ: same backend, device and dtype, length n_params."""
+        self._check_params(params, v)
+        check_shape("v", v, (self.n_params,))
+        check_floating(xp, "v", v, params.dtype)
+
+    # -- structural damping ----------------------------------------------------------------
+    def _structural_weights(self, xp, batch, cache):
+        """Κ/N: κ f'(a_t) over N, the loss's count of unmasked outputs, eq. (S2)."""
+        if batch.mask is None:
+            count = math.prod(batch.targets.shape[:-1])
+        else:
+            count = xp.sum(xp.astype(batch.mask, cache.slopes.dtype))
+        return (self.structural_curvature / count) * cache.slopes
+
+    def structural_damping_product(self, params, batch, v, cache=None):
+        """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3))."""
+        xp = self._check_batch(params, batch)
+        self._check_direction(xp, params, v)
+        if cache is None:
+            cache = self._forward(params, batch.inputs, xp=xp)
+        _, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp, with_pre=True)  # J_a v
+        zero_output = xp.zeros_like(cache.net_output)
+        return self._backprop(params, batch.inputs, cache, zero_output, xp=xp,
+                              delta_pre_extra=self._structural_weights(xp, batch, cache) * r_pre)
+
+    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
+        """(G + structural_damping · S) v in one R-forward and one BPTT pass (eq. (G3), (S4)):
+        the structural term enters BPTT as an extra δa_t, so it costs no extra pass."""
+        xp = self._check_batch(params, batch)
+        self._check_direction(xp, params, v)
+        if cache is None:
+            cache = self._forward(params, batch.inputs, xp=xp)
+        weights = None
+        if structural_damping != 0.0:
+            weights = structural_damping * self._structural_weights(xp, batch, cache)
+        return self._damped_product(params, batch, v, cache, weights, xp=xp)
+
+    def _damped_product(self, params, batch, v, cache, weights, *, xp):
+        """(G + λμS) v with the structural weights λμ Κ/N given (None: G v alone), eq. (S4):
+        R-forward (J v and J_a v), H_L at the outputs (G3), then one BPTT pass with the extra
+        δa_t = λμ Κ/N ⊙ J_a v (S3)."""
+        r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp,
+                                       with_pre=weights is not None)
+        extra = None
+        if weights is not None:
+            r_net_output, r_pre = r_net_output
+            extra = weights * r_pre
+        curvature_output = self.output.hessian_vector(
+            cache.net_output, r_net_output, batch.mask, targets=batch.targets,
+            predictions=cache.predictions)
+        return self._backprop(params, batch.inputs, cache, curvature_output, xp=xp,
+                              delta_pre_extra=extra)
+
+
+def flatten_time(xp, array):
+    """[T, B, n] -> [T·B, n]: a sum over time and batch of outer products becomes one matrix
+    product (row (t, p) of the result is row p of step t)."""
+    return xp.reshape(array, (array.shape[0] * array.shape[1], array.shape[2]))
