@@ -100,13 +100,24 @@ class MatchingLoss:
         ``predictions`` (= g(z)) may be passed to reuse the forward pass. ``targets`` matter only
         for softmax targets that do not sum to one (eq. (L10)).
         """
-        xp = self._check(z, u, mask, "vector u")
+        self._check(z, u, mask, "vector u")
+        return self.hessian_operator(z, mask, targets=targets, predictions=predictions)(u)
+
+    def hessian_operator(self, z, mask=None, *, targets=None, predictions=None):
+        """u ↦ H_L u at fixed z (eq. (L4), (L7), (L10)), with the checks and the weights m_p/N
+        done once: the many products of one CG run share them. ``u`` is not checked (it has
+        z's shape, dtype and device: an R-forward pass's output)."""
+        xp = self._check(z, None, mask, "")
         if targets is not None:
             check_shape("targets", targets, tuple(z.shape))
         if predictions is None:
             predictions = self._predict(xp, z)
-        return self._weights(xp, z, mask) * self._position_hessian_vector(
-            xp, predictions, u, targets)
+        weights = self._weights(xp, z, mask)
+
+        def product(u):
+            return weights * self._position_hessian_vector(xp, predictions, u, targets)
+
+        return product
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

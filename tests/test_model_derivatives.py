@@ -120,3 +120,24 @@ def test_float32_agrees_with_the_float64_oracle(xp, device):
         assert relative_error(model.gradient(params, batch), gradient) <= 1e-4
         assert relative_error(model.gauss_newton_product(params, batch, problem.v),
                               gauss_newton_v) <= 1e-4
+
+
+# -- the operator CG calls ------------------------------------------------------------------
+def test_gauss_newton_operator_is_the_product_with_its_checks_done_once(problem):
+    """gauss_newton_operator(θ, batch)(v) = gauss_newton_product(θ, batch, v) for every model
+    (and, for recurrent ones, with the structural term): the same (G3)/(S4) arithmetic with
+    the checks, H_L's weights and Κ/N taken once. It still refuses a v of the wrong length."""
+    model, params, batch = problem.model, problem.params, problem.batch
+    cache = model.forward(params, batch.inputs)
+    dampings = [0.0] + ([0.7] if hasattr(model, "structural_damping_product") else [])
+    for damping in dampings:
+        operator = model.gauss_newton_operator(params, batch, cache, structural_damping=damping)
+        for v in (problem.v, problem.u):
+            expected = model.gauss_newton_product(params, batch, v, cache,
+                                                  structural_damping=damping)
+            assert relative_error(operator(v), expected) <= EXACT_TOLERANCE
+    with pytest.raises(ValueError, match="expected v of shape"):
+        operator(problem.to_xp(problem.host["v"][:-1]))
+    if not dampings[1:]:
+        with pytest.raises(ValueError, match="no structural damping term"):
+            model.gauss_newton_operator(params, batch, cache, structural_damping=0.1)

@@ -119,6 +119,41 @@ class Model:
         return curvature.gauss_newton_product(self, params, batch, v, cache=cache,
                                               structural_damping=structural_damping)
 
+    def gauss_newton_operator(self, params, batch, cache=None, structural_damping=0.0):
+        """v ↦ (G + structural_damping · S) v for one (θ, batch): the product CG calls in its
+        loop. θ and the batch are checked once here, the forward pass is done once (or taken
+        from ``cache``), and each call does one R-forward and one backward pass (eq. (G3)) with
+        no check but v's length; v must have θ's dtype and device (CG's vectors do)."""
+        xp = self._check_batch(params, batch)
+        if cache is None:
+            cache = self._forward(params, batch.inputs, xp=xp)
+        product = self._gauss_newton_operator(xp, params, batch, cache, structural_damping)
+
+        def checked_product(v):
+            if tuple(v.shape) != (self.n_params,):
+                raise ValueError(f"expected v of shape [{self.n_params}], got {list(v.shape)}")
+            return product(v)
+
+        return checked_product
+
+    def _gauss_newton_operator(self, xp, params, batch, cache, structural_damping):
+        """The unchecked v ↦ G v = Jᵀ H_L J v (G3); models with a structural term override it."""
+        if structural_damping != 0.0:
+            raise ValueError(
+                f"{type(self).__name__} has no structural damping term (it penalizes changes of "
+                f"recurrent hidden states); expected structural_damping=0, got "
+                f"{structural_damping}")
+        hessian = self.output.hessian_operator(cache.net_output, batch.mask,
+                                               targets=batch.targets,
+                                               predictions=cache.predictions)
+
+        def product(v):
+            r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp)   # J v (G4)
+            return self._backprop(params, batch.inputs, cache, hessian(r_net_output),
+                                  xp=xp)                                         # Jᵀ H_L J v (G5)
+
+        return product
+
     def predict(self, params, inputs):
         """y = g(z): the model's predictions for ``inputs``."""
         return self.forward(params, inputs).predictions

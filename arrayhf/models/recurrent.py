@@ -112,26 +112,31 @@ class RecurrentModel(Model):
         self._check_direction(xp, params, v)
         if cache is None:
             cache = self._forward(params, batch.inputs, xp=xp)
+        return self._gauss_newton_operator(xp, params, batch, cache, structural_damping)(v)
+
+    def _gauss_newton_operator(self, xp, params, batch, cache, structural_damping):
+        """The unchecked v ↦ (G + λμS) v, λμ = ``structural_damping``, eq. (S4): the weights
+        λμ Κ/N (S2) and H_L's weights are computed once; each product is one R-forward pass
+        (J v, and J_a v when λμ ≠ 0), H_L at the outputs (G3), and one BPTT pass with the extra
+        δa_t = λμ Κ/N ⊙ J_a v (S3)."""
         weights = None
         if structural_damping != 0.0:
             weights = structural_damping * self._structural_weights(xp, batch, cache)
-        return self._damped_product(params, batch, v, cache, weights, xp=xp)
+        hessian = self.output.hessian_operator(cache.net_output, batch.mask,
+                                               targets=batch.targets,
+                                               predictions=cache.predictions)
 
-    def _damped_product(self, params, batch, v, cache, weights, *, xp):
-        """(G + λμS) v with the structural weights λμ Κ/N given (None: G v alone), eq. (S4):
-        R-forward (J v and J_a v), H_L at the outputs (G3), then one BPTT pass with the extra
-        δa_t = λμ Κ/N ⊙ J_a v (S3)."""
-        r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp,
-                                       with_pre=weights is not None)
-        extra = None
-        if weights is not None:
-            r_net_output, r_pre = r_net_output
-            extra = weights * r_pre
-        curvature_output = self.output.hessian_vector(
-            cache.net_output, r_net_output, batch.mask, targets=batch.targets,
-            predictions=cache.predictions)
-        return self._backprop(params, batch.inputs, cache, curvature_output, xp=xp,
-                              delta_pre_extra=extra)
+        def product(v):
+            r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp,
+                                           with_pre=weights is not None)
+            extra = None
+            if weights is not None:
+                r_net_output, r_pre = r_net_output
+                extra = weights * r_pre
+            return self._backprop(params, batch.inputs, cache, hessian(r_net_output), xp=xp,
+                                  delta_pre_extra=extra)
+
+        return product
 
 
 def flatten_time(xp, array):
