@@ -151,9 +151,9 @@ def resolve_device(xp, device: Any = None):
     if name == "jax":
         import jax
 
-        kind, _, index = device.partition(":")
+        kind, _, position = device.partition(":")
         try:
-            return jax.devices(kind)[int(index or 0)]
+            return jax.devices(kind)[int(position or 0)]
         except (RuntimeError, IndexError) as error:
             raise BackendError(f"jax has no device {device!r}: {error}") from error
     return xp.Device(device)

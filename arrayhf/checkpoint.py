@@ -42,8 +42,9 @@ def save(path, arrays: dict, meta: dict) -> pathlib.Path:
         stale.unlink(missing_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
-        np.savez(handle, **{name: np.asarray(a) for name, a in arrays.items()},
-                 **{_META_KEY: np.array(document)})
+        contents = {name: np.asarray(a) for name, a in arrays.items()}
+        contents[_META_KEY] = np.array(document)
+        np.savez(handle, **contents)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
         handle.flush()
         os.fsync(handle.fileno())
     if path.exists():

@@ -10,16 +10,22 @@ call them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from arrayhf import curvature
 from arrayhf._validate import check_floating, check_shape, namespace_of
+
+if TYPE_CHECKING:
+    from arrayhf.layout import Layout
+    from arrayhf.losses import MatchingLoss
 
 
 class Model:
     """Base of the arrayhf models: subclasses give ``layout``, ``output``, ``n_inputs``,
     ``n_outputs``, ``data_axes`` and the passes ``_forward``, ``_r_forward``, ``_backprop``."""
 
-    layout = None
-    output = None
+    layout: Layout
+    output: MatchingLoss
     n_inputs: int = 0
     n_outputs: int = 0
     data_axes: int = 1

@@ -70,7 +70,7 @@ class FNN(Model):
         self.hidden = [nonlinearities.get(name) for name in hidden]
         self.output = losses.get(output)
         self.n_inputs, self.n_outputs = sizes[0], sizes[-1]
-        blocks = []
+        blocks: list[tuple[str, tuple[int, ...]]] = []
         for layer in range(1, self.n_layers + 1):
             blocks.append((f"W_{layer}", (sizes[layer - 1], sizes[layer])))
             blocks.append((f"b_{layer}", (sizes[layer],)))
@@ -97,7 +97,7 @@ class FNN(Model):
         if scheme not in ("sparse", "dense"):
             raise ValueError(f"expected scheme 'sparse' or 'dense', got {scheme!r}")
         rng = backend.host_rng(seed)
-        host_blocks = {}
+        host_blocks: dict[str, Any] = {}
         unit_kinds = [f.name for f in self.hidden] + [None]  # the output layer: no hidden f
         for layer in range(1, self.n_layers + 1):
             fan_in, fan_out = self.layer_sizes[layer - 1], self.layer_sizes[layer]

@@ -110,6 +110,7 @@ class MRNN(RecurrentModel):
 
     sizes = ("n_inputs", "n_hidden", "n_factors", "n_outputs")
     options = ("variant",)
+    n_factors: int
 
     def __init__(self, n_inputs: int, n_hidden: int, n_factors: int, n_outputs: int,
                  hidden="tanh", output="softmax", variant: str = "paper", biases: bool = True,
@@ -121,7 +122,7 @@ class MRNN(RecurrentModel):
         self.variant = variant
         self.role_names = ROLE_BLOCKS[variant]
         input_to_factor, hidden_to_factor, factor_to_hidden, input_to_hidden = self.role_names
-        blocks = [(input_to_factor, (n_inputs, n_factors))]
+        blocks: list[tuple[str, tuple[int, ...]]] = [(input_to_factor, (n_inputs, n_factors))]
         if variant == "release":
             blocks.append(("f_bias", (n_factors,)))
         blocks += [(hidden_to_factor, (n_hidden, n_factors)),
@@ -157,7 +158,7 @@ class MRNN(RecurrentModel):
         if scale is None:
             scale = 1.0 / math.sqrt(15.0) if scheme == "sparse" else 1.0
         rng = backend.host_rng(seed)
-        host_blocks = {}
+        host_blocks: dict[str, Any] = {}
         for name in self.layout.names:
             shape = self.layout.shapes[name]
             if len(shape) == 2 and scheme == "dense":

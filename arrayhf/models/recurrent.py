@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import Any
 
 from arrayhf import losses, nonlinearities
 from arrayhf._validate import check_floating, check_shape, is_integer
@@ -34,8 +35,12 @@ class RecurrentModel(Model):
     ``delta_pre_extra`` hooks and a cache with ``slopes`` = f'(a_t)."""
 
     data_axes = 2
-    sizes: tuple = ("n_inputs", "n_hidden", "n_outputs")
-    options: tuple = ()
+    sizes: tuple[str, ...] = ("n_inputs", "n_hidden", "n_outputs")
+    options: tuple[str, ...] = ()
+    n_hidden: int
+    hidden: nonlinearities.Nonlinearity
+    biases: bool
+    structural_curvature: float
 
     def _set_common(self, sizes: dict, hidden, output, biases: bool,
                     structural_curvature: float | None) -> None:
@@ -63,7 +68,7 @@ class RecurrentModel(Model):
     # -- description -----------------------------------------------------------------------
     def _keywords(self) -> dict:
         """The keyword arguments of the constructor, in its order, as JSON-ready values."""
-        keywords = {"hidden": self.hidden.name, "output": self.output.name}
+        keywords: dict[str, Any] = {"hidden": self.hidden.name, "output": self.output.name}
         keywords.update({name: getattr(self, name) for name in self.options})
         keywords.update(biases=self.biases, structural_curvature=self.structural_curvature)
         return keywords

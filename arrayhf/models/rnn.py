@@ -85,7 +85,8 @@ class RNN(RecurrentModel):
                  structural_curvature: float | None = None):
         self._set_common({"n_inputs": n_inputs, "n_hidden": n_hidden, "n_outputs": n_outputs},
                          hidden, output, biases, structural_curvature)
-        blocks = [("W_xh", (n_inputs, n_hidden)), ("W_hh", (n_hidden, n_hidden))]
+        blocks: list[tuple[str, tuple[int, ...]]] = [("W_xh", (n_inputs, n_hidden)),
+                                                     ("W_hh", (n_hidden, n_hidden))]
         if biases:
             blocks.append(("b_h", (n_hidden,)))
         blocks.append(("W_hy", (n_hidden, n_outputs)))
@@ -110,7 +111,7 @@ class RNN(RecurrentModel):
         if scale is None:
             scale = 1.0 / math.sqrt(15.0) if scheme == "release" else 1.0
         rng = backend.host_rng(seed)
-        host_blocks = {}
+        host_blocks: dict[str, Any] = {}
         for name in ("W_xh", "W_hh", "W_hy"):
             fan_in, fan_out = self.layout.shapes[name]
             if scheme == "dense":
