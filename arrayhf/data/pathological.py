@@ -66,8 +66,9 @@ from typing import Any
 import numpy as np
 
 from arrayhf import backend
-from arrayhf._validate import namespace_of
-from arrayhf.data.batch import Batch
+from arrayhf._validate import is_integer, namespace_of
+from arrayhf.data.arrays import check_prediction_shape, wrong_positions
+from arrayhf.data.batch import Batch, batch_key, check_positive_int, check_seed
 
 PROBLEMS = ("addition", "multiplication", "xor", "temporal_order", "temporal_order_3bit",
             "random_permutation", "memorization", "memorization_20bit")
@@ -132,7 +133,7 @@ def check_problem(problem: str) -> None:
 def check_T(problem: str, T: int) -> None:
     """Raise ValueError unless the problem is defined for sequences of scale ``T``."""
     check_problem(problem)
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
+    if not is_integer(T):
         raise ValueError(f"expected T to be an integer, got {T!r}")
     if T < MINIMUM_T[problem]:
         raise ValueError(f"{problem} needs T >= {MINIMUM_T[problem]}, got T={T}")
@@ -362,9 +363,7 @@ def generate(problem: str, T: int, batch_size: int, rng: np.random.Generator, *,
     ``T_max`` is the longest sequence of the batch.
     """
     check_T(problem, T)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"expected batch_size to be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if addition_target not in ADDITION_TARGETS:
         raise ValueError(f"expected addition_target in {ADDITION_TARGETS}, "
                          f"got {addition_target!r}")
@@ -412,17 +411,15 @@ class Pathological:
                  xp=None, dtype: Any = None, device: Any = None,
                  only_memory_bits: bool = False, addition_target: str = "sum"):
         check_T(problem, T)
-        for name, value in (("batch_size", batch_size), ("n_train_batches", n_train_batches),
-                            ("n_test_batches", n_test_batches)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
+        batch_size = check_positive_int("batch_size", batch_size)
+        n_train_batches = check_positive_int("n_train_batches", n_train_batches)
+        n_test_batches = check_positive_int("n_test_batches", n_test_batches)
+        seed = check_seed(seed)
         if addition_target not in ADDITION_TARGETS:
             raise ValueError(f"expected addition_target in {ADDITION_TARGETS}, "
                              f"got {addition_target!r}")
         self.problem, self.T = problem, int(T)
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.batch_size, self.seed = batch_size, seed
         self.only_memory_bits, self.addition_target = bool(only_memory_bits), addition_target
         self.n_inputs, self.n_outputs = N_INPUTS[problem], N_OUTPUTS[problem]
         self.output = OUTPUTS[problem]
@@ -433,8 +430,8 @@ class Pathological:
         train_seed, test_seed = np.random.SeedSequence(self.seed).spawn(2)
         self._train_rng = np.random.default_rng(train_seed)
         test_rng = np.random.default_rng(test_seed)
-        self.train_batches = list(range(int(n_train_batches)))
-        self.test_batches = [("test", i) for i in range(int(n_test_batches))]
+        self.train_batches = list(range(n_train_batches))
+        self.test_batches = [("test", i) for i in range(n_test_batches)]
         self._test = {batch_id: self._draw(test_rng) for batch_id in self.test_batches}
         self._draw_training()
 
@@ -457,16 +454,8 @@ class Pathological:
     def batch(self, batch_id) -> Batch:
         """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
         round trip makes of it) for testing."""
-        if isinstance(batch_id, (list, tuple)):
-            key = tuple(batch_id)
-            if key in self._test:
-                return self._test[key]
-        elif not isinstance(batch_id, bool) and isinstance(batch_id, (int, np.integer)) \
-                and int(batch_id) in self._train:
-            return self._train[int(batch_id)]
-        raise KeyError(f"unknown batch id {batch_id!r}: expected a training id 0 .. "
-                       f"{len(self.train_batches) - 1} or a test id ('test', 0 .. "
-                       f"{len(self.test_batches) - 1})")
+        key = batch_key(batch_id, self._train, self._test)
+        return self._test[key] if isinstance(key, tuple) else self._train[key]
 
     def forget(self) -> None:
         """Replace the training batches with fresh ones; the test set stays as it is."""
@@ -483,15 +472,12 @@ class Pathological:
         """
         xp = namespace_of(predictions, batch.targets, batch.mask)
         targets = batch.targets
-        if tuple(predictions.shape) != tuple(targets.shape):
-            raise ValueError(f"expected predictions of the targets' shape "
-                             f"{list(targets.shape)}, got {list(predictions.shape)}")
+        check_prediction_shape(predictions, targets)
         if self.output == "linear":
             wrong = xp.any(xp.abs(predictions - targets) > REAL_VALUED_TOLERANCE, axis=-1)
-        elif self.output == "logistic":
-            wrong = xp.any((predictions > 0.5) != (targets > 0.5), axis=-1)
         else:
-            wrong = xp.argmax(predictions, axis=-1) != xp.argmax(targets, axis=-1)
+            wrong = wrong_positions(predictions, targets,
+                                    "threshold" if self.output == "logistic" else "argmax")
         if self.problem in LENGTH_PERCENT:           # variable length: scored where mask is 1
             if batch.mask is None:
                 raise ValueError(f"{self.problem} needs the batch's mask to find the last step "
@@ -503,11 +489,6 @@ class Pathological:
             n_symbols = MEMORIZATION_SIZES[self.problem][0]
             sequence_wrong = xp.any(wrong[-n_symbols:, ...], axis=0)
         return float(xp.mean(xp.astype(sequence_wrong, predictions.dtype)))
-
-    def solved(self, test_error: float, threshold: float = 0.01) -> bool:
-        """MS11's success: fewer than ``threshold`` of the test sequences wrong (the release's
-        demo stopped at 0.001)."""
-        return test_error < threshold
 
     # -- exact resumes ---------------------------------------------------------------------
     def _settings(self) -> dict:

@@ -61,8 +61,9 @@ import array_api_compat
 import numpy as np
 
 from arrayhf import backend
-from arrayhf._validate import namespace_of
-from arrayhf.data.batch import Batch
+from arrayhf._validate import is_integer, namespace_of
+from arrayhf.data.arrays import zero_one_error
+from arrayhf.data.batch import Batch, batch_key, check_positive_int, check_seed
 
 UNKNOWN = "\ufffd"    # id 0: every character the vocabulary does not hold (U+FFFD REPLACEMENT)
 UNKNOWN_ID = 0
@@ -77,12 +78,6 @@ def _code_points(text: str) -> np.ndarray:
     """The Unicode code points of ``text`` as an int64 array (lone surrogates included)."""
     encoded = text.encode("utf-32-le", errors="surrogatepass")
     return np.frombuffer(encoded, dtype="<u4").astype(np.int64)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
-    return int(value)
 
 
 # -- vocabulary -----------------------------------------------------------------------------
@@ -118,7 +113,7 @@ class Vocabulary:
         known = codes != ord(UNKNOWN)
         codes, counts = codes[known], counts[known]
         if max_size is not None:
-            max_size = _check_positive_int("max_size", max_size)
+            max_size = check_positive_int("max_size", max_size)
             by_frequency = np.lexsort((codes, -counts))      # most frequent first, ties by code
             codes = np.sort(codes[by_frequency[:max_size]])
         self._set_characters([chr(code) for code in codes])
@@ -239,7 +234,7 @@ def python_stdlib_corpus(max_chars: int | None = 1_000_000) -> str:
     limit). The same Python version therefore gives the same corpus.
     """
     if max_chars is not None:
-        max_chars = _check_positive_int("max_chars", max_chars)
+        max_chars = check_positive_int("max_chars", max_chars)
     root = sysconfig.get_paths()["stdlib"]
     pieces, n_chars = [], 0
     for directory, subdirectories, files in os.walk(root):
@@ -313,20 +308,18 @@ class Text:
         if not isinstance(text, str):
             raise TypeError(f"expected the text as a str (or a pathlib.Path to read), got "
                             f"{type(text).__name__}")
-        self.T = _check_positive_int("T", T)
-        self.batch_size = _check_positive_int("batch_size", batch_size)
-        n_train_batches = _check_positive_int("n_train_batches", n_train_batches)
-        n_test_batches = _check_positive_int("n_test_batches", n_test_batches)
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \
-                or not 0 <= warmup < T:
+        self.T = check_positive_int("T", T)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        n_train_batches = check_positive_int("n_train_batches", n_train_batches)
+        n_test_batches = check_positive_int("n_test_batches", n_test_batches)
+        if not is_integer(warmup) or not 0 <= warmup < T:
             raise ValueError(f"expected warmup to be an integer in 0 .. T - 1 = {T - 1}, "
                              f"got {warmup!r}")
         if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) \
                 or not 0.0 < held_out < 1.0:
             raise ValueError(f"expected held_out to be a fraction strictly between 0 and 1, "
                              f"got {held_out!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
+        seed = check_seed(seed)
         if vocabulary is not None and max_vocabulary is not None:
             raise ValueError("expected either vocabulary or max_vocabulary, got both")
         self.warmup, self.held_out, self.seed = int(warmup), float(held_out), int(seed)
@@ -405,21 +398,10 @@ class Text:
         self._train = {batch_id: self._make_batch(offsets)
                        for batch_id, offsets in self._train_offsets.items()}
 
-    def _key(self, batch_id):
-        if isinstance(batch_id, (list, tuple)):
-            if tuple(batch_id) in self._test:
-                return tuple(batch_id)
-        elif not isinstance(batch_id, bool) and isinstance(batch_id, (int, np.integer)) \
-                and int(batch_id) in self._train:
-            return int(batch_id)
-        raise KeyError(f"unknown batch id {batch_id!r}: expected a training id 0 .. "
-                       f"{len(self.train_batches) - 1} or a test id ('test', 0 .. "
-                       f"{len(self.test_batches) - 1})")
-
     def offsets(self, batch_id) -> np.ndarray:
         """Where the batch's substrings start in the text: ``B`` character positions (a copy);
         sequence ``b`` is ``text[offsets[b] : offsets[b] + T + 1]``."""
-        key = self._key(batch_id)
+        key = batch_key(batch_id, self._train, self._test)
         source = self._test_offsets if isinstance(key, tuple) else self._train_offsets
         return source[key].copy()
 
@@ -427,7 +409,7 @@ class Text:
     def batch(self, batch_id) -> Batch:
         """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
         round trip makes of it) for testing."""
-        key = self._key(batch_id)
+        key = batch_key(batch_id, self._train, self._test)
         return self._test[key] if isinstance(key, tuple) else self._train[key]
 
     def forget(self) -> None:
@@ -437,16 +419,7 @@ class Text:
     def zero_one_error(self, batch: Batch, predictions) -> float:
         """The fraction of counted (mask 1) positions whose most probable predicted character
         is not the next character."""
-        xp = namespace_of(predictions, batch.targets, batch.mask)
-        if tuple(predictions.shape) != tuple(batch.targets.shape):
-            raise ValueError(f"expected predictions of the targets' shape "
-                             f"{list(batch.targets.shape)}, got {list(predictions.shape)}")
-        wrong = xp.astype(xp.argmax(predictions, axis=-1) != xp.argmax(batch.targets, axis=-1),
-                          predictions.dtype)
-        if batch.mask is None:
-            return float(xp.mean(wrong))
-        weights = xp.astype(batch.mask, predictions.dtype)
-        return float(xp.sum(wrong * weights) / xp.sum(weights))
+        return zero_one_error(batch, predictions, "argmax")
 
     @staticmethod
     def bits_per_character(loss) -> float:
