@@ -11,14 +11,8 @@ import pytest
 
 from arrayhf import backend
 from arrayhf.data.batch import Batch
-from arrayhf.data.pathological import (
-    MINIMUM_T,
-    POSITION_PERCENT,
-    PROBLEMS,
-    Pathological,
-    generate,
-    layout,
-)
+from arrayhf.data.pathological import Pathological
+from arrayhf.data.problems import MINIMUM_T, POSITION_PERCENT, PROBLEMS, generate, layout
 
 from helpers import assert_matches, host
 
