@@ -38,7 +38,8 @@ from arrayhf.data.problems import (
     generate,
 )
 
-# PROBLEMS, MINIMUM_T and generate are imported from here too (the command line, the README)
+# PROBLEMS, MINIMUM_T and generate stay importable from here, where they were defined before
+# data/problems.py
 __all__ = ["MINIMUM_T", "PROBLEMS", "REAL_VALUED_TOLERANCE", "Pathological", "generate"]
 
 # |prediction - target| above this makes an addition or multiplication answer wrong (H&S 1997).

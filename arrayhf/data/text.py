@@ -57,7 +57,8 @@ from arrayhf.data.batch import Batch, batch_key, check_positive_int, check_seed
 from arrayhf.data.corpus import bits_per_character, python_stdlib_corpus, unigram_entropy_bits
 from arrayhf.data.vocabulary import UNKNOWN, Vocabulary
 
-# the vocabulary and the corpus helpers are imported from here too (the command line, examples)
+# the vocabulary and the corpus helpers stay importable from here, where they were defined before
+# data/vocabulary.py and data/corpus.py
 __all__ = ["UNKNOWN", "Text", "Vocabulary", "bits_per_character", "one_hot",
            "python_stdlib_corpus", "unigram_entropy_bits"]
 
