@@ -10,7 +10,8 @@ from arrayhf.checkpoint import load_model as load
 from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
 from arrayhf.data.pathological import Pathological
-from arrayhf.data.text import Text, Vocabulary
+from arrayhf.data.text import Text
+from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError

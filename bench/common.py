@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from arrayhf.data.curves import CURVES_HIDDEN, CURVES_SIZES
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -35,6 +37,14 @@ def options(description: str, *, default_backend: str = "torch") -> argparse.Arg
     parser.add_argument("--json", default=None, help="where to write the results (default "
                                                      "bench/results/NAME.json)")
     return parser
+
+
+def autoencoder(small: bool) -> tuple[list[int], list[str]]:
+    """(layer sizes, hidden nonlinearities) of HF10's CURVES autoencoder, or with ``small`` a
+    64-input autoencoder of the same form (logistic layers around a linear 6-unit code)."""
+    if small:
+        return [64, 32, 16, 6, 16, 32, 64], ["logistic"] * 2 + ["linear"] + ["logistic"] * 2
+    return CURVES_SIZES, CURVES_HIDDEN
 
 
 def synchronize(result) -> None:

@@ -7,11 +7,11 @@
 What is measured
 ----------------
 HF (hand-derived passes). For every problem, T, backend (``--backends``, CPU) and seed, the run
-``arrayhf train`` builds: ``arrayhf.runs.RunSettings`` with its defaults (100 tanh units, no
+``arrayhf train`` builds: ``arrayhf.cli.runs.RunSettings`` with its defaults (100 tanh units, no
 biases, the release's initialization, λ₀ = 0.01 × outputs, structural damping μ = 0.03, ρ on the
 damped model, the "first step that lowers the loss" line search, CG ≤ 300 steps, gradient on every
 training batch, curvature on batch 0, fresh training data every iteration), built by
-``arrayhf.runs.build`` without a run directory. ``optimizer.run`` stops after the first HF
+``arrayhf.cli.runs.build`` without a run directory. ``optimizer.run`` stops after the first HF
 iteration whose test error is below 1% (MS11's success criterion: fewer than 1% of the problem's
 fixed test sequences wrong) or that ends past ``--time-limit`` seconds of wall time, or after
 ``--max-iterations``. A run is *solved* when its last test error is below 1%. Recorded: solved,
@@ -60,7 +60,8 @@ import time
 
 import common
 
-from arrayhf import backend, runs
+from arrayhf import backend
+from arrayhf.cli import runs
 
 THRESHOLD = 0.01   # MS11: solved when fewer than 1% of the test sequences are wrong
 # The defaults of the options --quick changes, and what --quick makes them (an option given on the

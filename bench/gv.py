@@ -37,9 +37,6 @@ from arrayhf import backend
 from arrayhf.data.pathological import Pathological
 from arrayhf.models.mrnn import MRNN
 
-CURVES_SIZES = [784, 400, 200, 100, 50, 25, 6, 25, 50, 100, 200, 400, 784]
-CURVES_HIDDEN = ["logistic"] * 5 + ["linear"] + ["logistic"] * 5
-
 
 # -- the matrix products each routine does, read off the models' code ------------------------
 def rnn_products(T, B, n_in, n_h, n_out) -> dict:
@@ -113,8 +110,7 @@ def mrnn_case(quick):
 
 def fnn_case(quick):
     B = 100 if quick else 1000
-    sizes = [64, 32, 16, 6, 16, 32, 64] if quick else CURVES_SIZES
-    hidden = (["logistic"] * 2 + ["linear"] + ["logistic"] * 2 if quick else CURVES_HIDDEN)
+    sizes, hidden = common.autoencoder(quick)
     model = arrayhf.FNN(sizes, hidden=hidden, output="logistic")
     images = np.random.default_rng(2).uniform(size=(B, sizes[0]))
     host = {"inputs": images, "targets": images, "mask": None}

@@ -25,9 +25,8 @@ import numpy as np
 
 import arrayhf
 from arrayhf import backend
-from arrayhf.cli import CURVES_HIDDEN, CURVES_SIZES
 from arrayhf.data.arrays import ArrayDataset
-from arrayhf.data.curves import curve_images
+from arrayhf.data.curves import CURVES_HIDDEN, CURVES_SIZES, curve_images
 from arrayhf.hf.optimizer import HF
 
 

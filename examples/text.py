@@ -5,7 +5,7 @@
         --max-chars 5000000 --iterations 200    # closer to the paper, on a GPU
 
 The corpus is one every machine has: the Python standard library's own source files,
-concatenated (arrayhf.data.text.python_stdlib_corpus). The model reads characters as integer ids
+concatenated (arrayhf.data.corpus.python_stdlib_corpus). The model reads characters as integer ids
 (no one-hot on the hot path) and predicts the next one; the first 10 characters of each
 substring only warm the hidden state up and are not scored. After every HF iteration it prints
 bits per character on the training batches and on the held-out last 10% of the corpus, beside the

@@ -1,5 +1,5 @@
-"""The commands a user runs first: ``arrayhf tour`` and the curvature-spectrum example, on the
-backend under test (the autoencoder example takes 90 s and is run by hand: README)."""
+"""The commands a user runs first: ``python bench/tour.py`` and the curvature-spectrum example, on
+the backend under test (the autoencoder example takes 90 s and is run by hand: README)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,25 @@ import importlib.util
 import pathlib
 import re
 
-from arrayhf import backend, cli
+from arrayhf import backend
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES, BENCH = ROOT / "examples", ROOT / "bench"
 
 
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+def load_example(name, folder=EXAMPLES):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_tour_prints_agreeing_rows(xp, capsys):
+def test_tour_prints_agreeing_rows(xp, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))   # bench/tour.py imports bench/common.py
     name = backend.name_of(xp)
-    assert cli.main(["tour", "--small", "--backends", f"numpy,{name}", "--repeats", "1",
-                     "--dtypes", "float64"]) == 0
+    tour = load_example("tour", BENCH)
+    assert tour.main(["--small", "--backends", f"numpy,{name}", "--repeats", "1",
+                      "--dtypes", "float64"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith(("numpy ", f"{name} "))]
     assert len(rows) == (1 if name == "numpy" else 2)

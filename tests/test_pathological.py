@@ -11,14 +11,8 @@ import pytest
 
 from arrayhf import backend
 from arrayhf.data.batch import Batch
-from arrayhf.data.pathological import (
-    MINIMUM_T,
-    POSITION_PERCENT,
-    PROBLEMS,
-    Pathological,
-    generate,
-    layout,
-)
+from arrayhf.data.pathological import Pathological
+from arrayhf.data.problems import MINIMUM_T, POSITION_PERCENT, PROBLEMS, generate, layout
 
 from helpers import assert_matches, host
 
@@ -421,8 +415,3 @@ def test_zero_one_error_wants_predictions_of_the_targets_shape(xp, device):
     with pytest.raises(ValueError, match="needs the batch's mask"):
         data.zero_one_error(unmasked, batch.targets)
 
-
-def test_solved_means_fewer_than_one_percent_wrong(xp, device):
-    data = make("addition", xp, device)
-    assert data.solved(0.009) and not data.solved(0.01)
-    assert data.solved(0.0005, threshold=0.001) and not data.solved(0.002, threshold=0.001)

@@ -18,7 +18,8 @@ import math
 
 import pytest
 
-from arrayhf import backend, runs
+from arrayhf import backend
+from arrayhf.cli import runs
 
 from helpers import other_backend
 

@@ -14,15 +14,9 @@ import pytest
 import arrayhf
 from arrayhf import backend
 from arrayhf.data.batch import Batch
-from arrayhf.data.text import (
-    UNKNOWN,
-    Text,
-    Vocabulary,
-    bits_per_character,
-    one_hot,
-    python_stdlib_corpus,
-    unigram_entropy_bits,
-)
+from arrayhf.data.corpus import bits_per_character, python_stdlib_corpus, unigram_entropy_bits
+from arrayhf.data.text import Text, one_hot
+from arrayhf.data.vocabulary import UNKNOWN, Vocabulary
 
 from helpers import assert_matches, host
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 import arrayhf
-from arrayhf.data.text import Text, bits_per_character, unigram_entropy_bits
+from arrayhf.data.corpus import bits_per_character, unigram_entropy_bits
+from arrayhf.data.text import Text
 from arrayhf.hf.optimizer import HF
 
 SUBJECTS = ["the cat", "a dog", "my bird", "one fox"]

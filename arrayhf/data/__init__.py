@@ -2,6 +2,7 @@
 
 from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
-from arrayhf.data.pathological import PROBLEMS, Pathological
+from arrayhf.data.pathological import Pathological
+from arrayhf.data.problems import PROBLEMS
 
 __all__ = ["PROBLEMS", "ArrayDataset", "Batch", "Pathological"]

@@ -15,23 +15,35 @@ from arrayhf.data.batch import Batch
 ERROR_KINDS = ("argmax", "threshold", None)
 
 
-def zero_one_error(batch: Batch, predictions, kind: str | None = "argmax") -> float | None:
-    """Fraction of counted positions whose prediction is wrong.
+def check_prediction_shape(predictions, targets) -> None:
+    """ValueError unless the predictions have the targets' shape."""
+    if tuple(predictions.shape) != tuple(targets.shape):
+        raise ValueError(f"expected predictions of the targets' shape "
+                         f"{list(targets.shape)}, got {list(predictions.shape)}")
+
+
+def wrong_positions(predictions, targets, kind: str = "argmax"):
+    """Where a prediction is wrong: a boolean array of the targets' shape less its last axis.
 
     ``"argmax"``: the largest output is not the target's largest (softmax classification);
-    ``"threshold"``: some unit is on the wrong side of 0.5 (logistic outputs); ``None``: no
-    zero-one error (regression), returns None.
+    ``"threshold"``: some unit is on the wrong side of 0.5 (logistic outputs).
     """
+    xp = namespace_of(predictions, targets)
+    check_prediction_shape(predictions, targets)
+    if kind == "argmax":
+        return xp.argmax(predictions, axis=-1) != xp.argmax(targets, axis=-1)
+    if kind == "threshold":
+        return xp.any((predictions > 0.5) != (targets > 0.5), axis=-1)
+    raise ValueError(f"expected an error kind in {ERROR_KINDS}, got {kind!r}")
+
+
+def zero_one_error(batch: Batch, predictions, kind: str | None = "argmax") -> float | None:
+    """Fraction of counted (mask 1, or all without a mask) positions whose prediction is wrong
+    (:func:`wrong_positions`); ``kind=None``: no zero-one error (regression), returns None."""
     if kind is None:
         return None
-    xp = namespace_of(predictions, batch.targets)
-    if kind == "argmax":
-        wrong = xp.argmax(predictions, axis=-1) != xp.argmax(batch.targets, axis=-1)
-    elif kind == "threshold":
-        wrong = xp.any((predictions > 0.5) != (batch.targets > 0.5), axis=-1)
-    else:
-        raise ValueError(f"expected an error kind in {ERROR_KINDS}, got {kind!r}")
-    wrong = xp.astype(wrong, predictions.dtype)
+    xp = namespace_of(predictions, batch.targets, batch.mask)
+    wrong = xp.astype(wrong_positions(predictions, batch.targets, kind), predictions.dtype)
     if batch.mask is None:
         return float(xp.mean(wrong))
     weights = xp.astype(batch.mask, predictions.dtype)

@@ -4,12 +4,17 @@ Feedforward data is ``[batch, features]`` with mask ``[batch]``; sequences are t
 ``[time, batch, features]`` with mask ``[time, batch]``. The mask says which outputs count (1) and
 which do not (0): sequences of different lengths share one array, and a problem whose answer comes
 only at the last step masks every other step. ``mask=None`` means every output counts.
+
+Also what the generated data sets (pathological problems, text) check alike: their counts, their
+seed, and their batch ids (an int for training, ``("test", i)`` for testing).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from arrayhf._validate import is_integer
 
 
 @dataclass(frozen=True)
@@ -25,3 +30,30 @@ class Batch:
         """The number of cases (rows, or sequences): the batch axis, second to last of the
         targets (inputs may be integer ids without a feature axis)."""
         return int(self.targets.shape[-2])
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int; ValueError unless it is an integer (not a bool) of at least 1."""
+    if not is_integer(value) or value < 1:
+        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int; ValueError unless it is a non-negative integer (not a bool)."""
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def batch_key(batch_id, train: dict, test: dict):
+    """The key of ``batch_id`` in a data set's ``train`` or ``test`` batches: an int (not a bool)
+    for training, ``("test", i)`` (or the list a JSON round trip makes of it) for testing.
+    KeyError for any other id, naming the ids there are."""
+    if isinstance(batch_id, (list, tuple)):
+        if tuple(batch_id) in test:
+            return tuple(batch_id)
+    elif is_integer(batch_id) and int(batch_id) in train:
+        return int(batch_id)
+    raise KeyError(f"unknown batch id {batch_id!r}: expected a training id 0 .. "
+                   f"{len(train) - 1} or a test id ('test', 0 .. {len(test) - 1})")

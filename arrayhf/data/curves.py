@@ -13,6 +13,10 @@ import numpy as np
 
 SIZE = 28
 
+# HF10's CURVES autoencoder: logistic hidden layers, a linear 6-unit code, logistic output.
+CURVES_SIZES = [784, 400, 200, 100, 50, 25, 6, 25, 50, 100, 200, 400, 784]
+CURVES_HIDDEN = ["logistic"] * 5 + ["linear"] + ["logistic"] * 5
+
 
 def curve_images(n_images: int, seed: int = 0, *, size: int = SIZE, pen: float = 0.8,
                  samples: int = 48, chunk: int = 256) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Character-level text data: next-character prediction, as in Sutskever, Martens & Hinton (2011).
 
-A text becomes a sequence of integer ids through a :class:`Vocabulary` (every distinct character,
-sorted, with an unknown symbol at id 0 for characters the vocabulary does not hold). A net reads a
-substring one character at a time and, at every step, predicts the next character with a softmax
-over the vocabulary.
+A text becomes a sequence of integer ids through a :class:`~arrayhf.data.vocabulary.Vocabulary`
+(every distinct character, sorted, with an unknown symbol at id 0 for characters the vocabulary
+does not hold). A net reads a substring one character at a time and, at every step, predicts the
+next character with a softmax over the vocabulary.
 
 Batches
 -------
@@ -33,27 +33,17 @@ of the held-out part, from its first character to the last start that fits, so t
 measures the same characters at every HF iteration. Both parts must hold at least ``T + 1``
 characters.
 
-Bits per character
-------------------
-The softmax loss of a batch is the mean categorical cross-entropy, in nats, over the counted
-(mask 1) positions: the mean of ``-ln p(next character)``. Dividing by ln 2 gives bits per
-character (:func:`bits_per_character`), the unit in which text models are compared: a net that
-has learned nothing beyond character frequencies scores the unigram entropy
-(:func:`unigram_entropy_bits`); SMH11's MRNN reached 1.60 bits per character on Wikipedia.
-
 Randomness is drawn on the host with a seeded ``numpy.random.Generator`` and moved to the backend
 with :func:`arrayhf.backend.from_host`, so the same seed gives the same data on every backend.
-:func:`python_stdlib_corpus` gives a text that every machine with Python has: the standard
-library's own source.
+The softmax loss is in nats per counted character; :mod:`arrayhf.data.corpus` has it in bits per
+character, the unigram entropy to compare it with, and a corpus every machine with Python has.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import os
-import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -61,144 +51,18 @@ import array_api_compat
 import numpy as np
 
 from arrayhf import backend
-from arrayhf._validate import namespace_of
-from arrayhf.data.batch import Batch
+from arrayhf._validate import is_integer, namespace_of
+from arrayhf.data.arrays import zero_one_error
+from arrayhf.data.batch import Batch, batch_key, check_positive_int, check_seed
+from arrayhf.data.corpus import bits_per_character, python_stdlib_corpus, unigram_entropy_bits
+from arrayhf.data.vocabulary import UNKNOWN, Vocabulary
 
-UNKNOWN = "\ufffd"    # id 0: every character the vocabulary does not hold (U+FFFD REPLACEMENT)
-UNKNOWN_ID = 0
-
-# directories of the standard library that python_stdlib_corpus leaves out: test suites, installed
-# third-party packages, byte-code caches
-SKIPPED_STDLIB_DIRECTORIES = frozenset({"test", "tests", "idle_test", "site-packages",
-                                        "dist-packages", "__pycache__"})
-
-
-def _code_points(text: str) -> np.ndarray:
-    """The Unicode code points of ``text`` as an int64 array (lone surrogates included)."""
-    encoded = text.encode("utf-32-le", errors="surrogatepass")
-    return np.frombuffer(encoded, dtype="<u4").astype(np.int64)
+# the vocabulary and the corpus helpers stay importable from here, where they were defined before
+# data/vocabulary.py and data/corpus.py
+__all__ = ["UNKNOWN", "Text", "Vocabulary", "bits_per_character", "one_hot",
+           "python_stdlib_corpus", "unigram_entropy_bits"]
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
-    return int(value)
-
-
-# -- vocabulary -----------------------------------------------------------------------------
-class Vocabulary:
-    """The characters of a text and their integer ids.
-
-    Id 0 is :data:`UNKNOWN`, which stands for every character the vocabulary does not hold; ids
-    1 .. size - 1 are the text's distinct characters in sorted (code point) order.
-
-    Parameters
-    ----------
-    text : str
-        The text whose characters make the vocabulary (the unknown symbol itself, if the text
-        contains it, is not counted as a character: it already has id 0).
-    max_size : int, optional
-        Keep only the ``max_size`` most frequent characters (ties go to the smaller code point);
-        the rarer ones map to the unknown symbol. The vocabulary then has at most
-        ``max_size + 1`` symbols, the unknown one included.
-
-    A trained model's vocabulary is saved with :meth:`to_json` and restored with
-    :meth:`from_json`, so that the model can be sampled later::
-
-        vocabulary = Vocabulary("hello world")
-        ids = vocabulary.encode("hello")           # array([4, 3, 5, 5, 6])
-        vocabulary.decode(ids)                     # 'hello'
-        Vocabulary.from_json(vocabulary.to_json()) == vocabulary
-    """
-
-    def __init__(self, text: str, *, max_size: int | None = None):
-        if not isinstance(text, str):
-            raise TypeError(f"expected the text as a str, got {type(text).__name__}")
-        codes, counts = np.unique(_code_points(text), return_counts=True)
-        known = codes != ord(UNKNOWN)
-        codes, counts = codes[known], counts[known]
-        if max_size is not None:
-            max_size = _check_positive_int("max_size", max_size)
-            by_frequency = np.lexsort((codes, -counts))      # most frequent first, ties by code
-            codes = np.sort(codes[by_frequency[:max_size]])
-        self._set_characters([chr(code) for code in codes])
-
-    def _set_characters(self, characters) -> None:
-        self.symbols = (UNKNOWN, *characters)
-        self._codes = np.array([ord(c) for c in characters], dtype=np.int64)
-
-    @classmethod
-    def from_json(cls, symbols) -> Vocabulary:
-        """The vocabulary of :meth:`to_json`'s list: the unknown symbol, then the characters in
-        increasing order."""
-        if isinstance(symbols, str) or not isinstance(symbols, (list, tuple)):
-            raise ValueError(f"expected a list of one-character strings, got "
-                             f"{type(symbols).__name__}")
-        if not symbols or symbols[0] != UNKNOWN:
-            raise ValueError(f"expected the unknown symbol {UNKNOWN!r} first, got "
-                             f"{symbols[0] if symbols else 'an empty list'!r}")
-        characters = list(symbols[1:])
-        if not all(isinstance(c, str) and len(c) == 1 for c in characters):
-            wrong = next(c for c in characters if not (isinstance(c, str) and len(c) == 1))
-            raise ValueError(f"expected one-character strings, got {wrong!r}")
-        if any(a >= b for a, b in zip(characters, characters[1:])):
-            raise ValueError("expected the characters after the unknown symbol in strictly "
-                             "increasing order, without repeats")
-        vocabulary = cls.__new__(cls)
-        vocabulary._set_characters(characters)
-        return vocabulary
-
-    def to_json(self) -> list[str]:
-        """The symbols in id order (the unknown symbol first): a JSON-ready list."""
-        return list(self.symbols)
-
-    @property
-    def size(self) -> int:
-        """The number of symbols, the unknown one included: the width of one-hot rows."""
-        return len(self.symbols)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Vocabulary) and self.symbols == other.symbols
-
-    def __hash__(self) -> int:
-        return hash(self.symbols)
-
-    def __repr__(self) -> str:
-        return f"Vocabulary(size={self.size}, symbols={''.join(self.symbols[1:])[:40]!r})"
-
-    def encode(self, text: str) -> np.ndarray:
-        """The ids of the characters of ``text``: an int64 numpy array of ``len(text)``; a
-        character the vocabulary lacks gets id 0 (unknown)."""
-        if not isinstance(text, str):
-            raise TypeError(f"expected a str to encode, got {type(text).__name__}")
-        codes = _code_points(text)
-        if self._codes.size == 0:
-            return np.zeros(codes.shape, dtype=np.int64)
-        positions = np.searchsorted(self._codes, codes)
-        found = self._codes[np.minimum(positions, self._codes.size - 1)] == codes
-        return np.where(found, positions + 1, UNKNOWN_ID).astype(np.int64)
-
-    def decode(self, ids) -> str:
-        """The text of a 1-D sequence of ids (a list, a numpy array or any backend's array)."""
-        if isinstance(ids, (list, tuple)):
-            host = np.asarray(ids, dtype=np.int64) if ids else np.zeros(0, dtype=np.int64)
-        else:
-            host = np.asarray(backend.to_numpy(ids))
-        if host.ndim != 1:
-            raise ValueError(f"expected a 1-D sequence of ids, got shape {list(host.shape)} "
-                             f"(decode one sequence at a time, e.g. ids[:, b] of [T, B] inputs)")
-        if host.size and not np.issubdtype(host.dtype, np.integer):
-            raise ValueError(f"expected integer ids, got dtype {host.dtype}")
-        if host.size and (host.min() < 0 or host.max() >= self.size):
-            raise ValueError(f"expected ids in 0 .. {self.size - 1}, got values from "
-                             f"{host.min()} to {host.max()}")
-        return "".join(self.symbols[i] for i in host.tolist())
-
-
-# -- array helpers --------------------------------------------------------------------------
 def one_hot(ids, size: int, *, dtype: Any = None):
     """One-hot rows ``[..., size]`` in float ``dtype`` (default float64) of integer ``ids``,
     built on the ids' backend and device."""
@@ -209,59 +73,7 @@ def one_hot(ids, size: int, *, dtype: Any = None):
     return xp.astype(xp.expand_dims(ids, axis=-1) == symbols, backend.resolve_dtype(xp, dtype))
 
 
-def bits_per_character(loss) -> float:
-    """``loss / ln 2``: a mean categorical cross-entropy in nats per counted character (the
-    softmax loss of arrayhf's models, a 0-d array or a float) in bits per character."""
-    return float(backend.to_numpy(loss)) / math.log(2.0)
 
-
-def unigram_entropy_bits(text_or_ids) -> float:
-    """The entropy, in bits, of the character frequencies of a text (a str, or its ids): the bits
-    per character of the best model that ignores context. ``"aabb"`` gives 1.0."""
-    if isinstance(text_or_ids, str):
-        symbols = _code_points(text_or_ids)
-    else:
-        symbols = np.asarray(backend.to_numpy(text_or_ids)).reshape(-1)
-    if symbols.size == 0:
-        raise ValueError("expected a non-empty text, got one with no characters")
-    _, counts = np.unique(symbols, return_counts=True)
-    probabilities = counts / counts.sum()
-    return float(-np.sum(probabilities * np.log2(probabilities)))
-
-
-def python_stdlib_corpus(max_chars: int | None = 1_000_000) -> str:
-    """The Python standard library's own ``.py`` sources, concatenated: a corpus every machine
-    with Python has.
-
-    Files are read from ``sysconfig.get_paths()["stdlib"]`` in sorted order (directories and
-    file names), skipping :data:`SKIPPED_STDLIB_DIRECTORIES` (test suites, site-packages) and
-    files that do not decode as UTF-8; the result is cut at ``max_chars`` characters (None: no
-    limit). The same Python version therefore gives the same corpus.
-    """
-    if max_chars is not None:
-        max_chars = _check_positive_int("max_chars", max_chars)
-    root = sysconfig.get_paths()["stdlib"]
-    pieces, n_chars = [], 0
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(d for d in subdirectories
-                                   if d not in SKIPPED_STDLIB_DIRECTORIES)
-        for name in sorted(f for f in files if f.endswith(".py")):
-            try:
-                with open(os.path.join(directory, name), encoding="utf-8") as file:
-                    source = file.read()
-            except (UnicodeDecodeError, OSError):
-                continue
-            pieces.append(source)
-            n_chars += len(source)
-            if max_chars is not None and n_chars >= max_chars:
-                return "".join(pieces)[:max_chars]
-    if not pieces:
-        raise FileNotFoundError(f"expected Python sources in the standard library at {root}, "
-                                f"found none")
-    return "".join(pieces)
-
-
-# -- the data object ------------------------------------------------------------------------
 class Text:
     """Character-level text in the data-object protocol of the HF driver.
 
@@ -313,20 +125,18 @@ class Text:
         if not isinstance(text, str):
             raise TypeError(f"expected the text as a str (or a pathlib.Path to read), got "
                             f"{type(text).__name__}")
-        self.T = _check_positive_int("T", T)
-        self.batch_size = _check_positive_int("batch_size", batch_size)
-        n_train_batches = _check_positive_int("n_train_batches", n_train_batches)
-        n_test_batches = _check_positive_int("n_test_batches", n_test_batches)
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \
-                or not 0 <= warmup < T:
+        self.T = check_positive_int("T", T)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        n_train_batches = check_positive_int("n_train_batches", n_train_batches)
+        n_test_batches = check_positive_int("n_test_batches", n_test_batches)
+        if not is_integer(warmup) or not 0 <= warmup < T:
             raise ValueError(f"expected warmup to be an integer in 0 .. T - 1 = {T - 1}, "
                              f"got {warmup!r}")
         if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) \
                 or not 0.0 < held_out < 1.0:
             raise ValueError(f"expected held_out to be a fraction strictly between 0 and 1, "
                              f"got {held_out!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
+        seed = check_seed(seed)
         if vocabulary is not None and max_vocabulary is not None:
             raise ValueError("expected either vocabulary or max_vocabulary, got both")
         self.warmup, self.held_out, self.seed = int(warmup), float(held_out), int(seed)
@@ -405,21 +215,10 @@ class Text:
         self._train = {batch_id: self._make_batch(offsets)
                        for batch_id, offsets in self._train_offsets.items()}
 
-    def _key(self, batch_id):
-        if isinstance(batch_id, (list, tuple)):
-            if tuple(batch_id) in self._test:
-                return tuple(batch_id)
-        elif not isinstance(batch_id, bool) and isinstance(batch_id, (int, np.integer)) \
-                and int(batch_id) in self._train:
-            return int(batch_id)
-        raise KeyError(f"unknown batch id {batch_id!r}: expected a training id 0 .. "
-                       f"{len(self.train_batches) - 1} or a test id ('test', 0 .. "
-                       f"{len(self.test_batches) - 1})")
-
     def offsets(self, batch_id) -> np.ndarray:
         """Where the batch's substrings start in the text: ``B`` character positions (a copy);
         sequence ``b`` is ``text[offsets[b] : offsets[b] + T + 1]``."""
-        key = self._key(batch_id)
+        key = batch_key(batch_id, self._train, self._test)
         source = self._test_offsets if isinstance(key, tuple) else self._train_offsets
         return source[key].copy()
 
@@ -427,7 +226,7 @@ class Text:
     def batch(self, batch_id) -> Batch:
         """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
         round trip makes of it) for testing."""
-        key = self._key(batch_id)
+        key = batch_key(batch_id, self._train, self._test)
         return self._test[key] if isinstance(key, tuple) else self._train[key]
 
     def forget(self) -> None:
@@ -437,16 +236,7 @@ class Text:
     def zero_one_error(self, batch: Batch, predictions) -> float:
         """The fraction of counted (mask 1) positions whose most probable predicted character
         is not the next character."""
-        xp = namespace_of(predictions, batch.targets, batch.mask)
-        if tuple(predictions.shape) != tuple(batch.targets.shape):
-            raise ValueError(f"expected predictions of the targets' shape "
-                             f"{list(batch.targets.shape)}, got {list(predictions.shape)}")
-        wrong = xp.astype(xp.argmax(predictions, axis=-1) != xp.argmax(batch.targets, axis=-1),
-                          predictions.dtype)
-        if batch.mask is None:
-            return float(xp.mean(wrong))
-        weights = xp.astype(batch.mask, predictions.dtype)
-        return float(xp.sum(wrong * weights) / xp.sum(weights))
+        return zero_one_error(batch, predictions, "argmax")
 
     @staticmethod
     def bits_per_character(loss) -> float:

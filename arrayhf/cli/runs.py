@@ -1,6 +1,7 @@
-"""Pathological-problem runs as the command line makes them: a settings record, saved as
+"""Runs as the command line makes them: a settings record (pathological or text), saved as
 ``run_dir/run.json``, from which the model, the data and the HF optimizer are built again (for
-``arrayhf resume`` and ``arrayhf plot``).
+``arrayhf resume``, ``plot`` and ``sample``); the options of the training commands that fill it;
+and opening a run directory, new or resumed, and running it until done or interrupted.
 
 Host-side code. The defaults are the 2011 release's demo (``opt.r.demo``): 100 tanh units
 without biases, the release's initialization, damping [λ, λμ] = [1, 0.03] × 0.01 × outputs
@@ -15,11 +16,17 @@ import dataclasses
 import json
 import os
 import pathlib
+import sys
 from dataclasses import dataclass
 
 import arrayhf
-from arrayhf import backend
+from arrayhf import backend, checkpoint
+from arrayhf.data.corpus import python_stdlib_corpus
+from arrayhf.data.pathological import Pathological
+from arrayhf.data.text import Text
+from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF
+from arrayhf.models.mrnn import MRNN
 
 RUN_FILE = "run.json"
 
@@ -85,8 +92,6 @@ def xp_for(settings: RunSettings):
 
 def build(settings: RunSettings, run_dir=None, progress: bool = True):
     """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
-    from arrayhf.data.pathological import Pathological
-
     xp = xp_for(settings)
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
                            n_train_batches=settings.train_batches,
@@ -158,8 +163,6 @@ def load_settings(run_dir):
 
 def read_source(settings: TextRunSettings) -> str:
     """The text of a text run: its file, or the standard library corpus, cut to max_chars."""
-    from arrayhf.data.text import python_stdlib_corpus
-
     if settings.source == STDLIB:
         return python_stdlib_corpus(max_chars=settings.max_chars)
     return pathlib.Path(settings.source).read_text(encoding="utf-8")[:settings.max_chars]
@@ -167,8 +170,6 @@ def read_source(settings: TextRunSettings) -> str:
 
 def text_model(settings: TextRunSettings, vocabulary_size: int):
     """The MRNN (or RNN) of a text run, for a vocabulary of this size."""
-    from arrayhf.models.mrnn import MRNN
-
     if settings.model == "mrnn":
         return MRNN(vocabulary_size, settings.hidden, settings.factors, vocabulary_size,
                     output="softmax")
@@ -179,8 +180,6 @@ def text_model(settings: TextRunSettings, vocabulary_size: int):
 
 def build_text(settings: TextRunSettings, run_dir=None, progress: bool = True):
     """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
-    from arrayhf.data.text import Text, Vocabulary
-
     xp = xp_for(settings)
     vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
                   else None)
@@ -197,3 +196,87 @@ def build_text(settings: TextRunSettings, run_dir=None, progress: bool = True):
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
                    run_info=settings.run_info())
     return model, dataset, optimizer
+
+
+# -- the options of the training commands ------------------------------------------------------
+# (flag, type, what it sets) of the options both training commands take; each fills the settings
+# field of its name, and its help ends with that field's default.
+TRAINING_OPTIONS = (
+    ("--hidden", int, "hidden units"),
+    ("--batch-size", int, "sequences per batch"),
+    ("--train-batches", int, "training batches, drawn afresh every iteration"),
+    ("--test-batches", int, "test batches, fixed"),
+    ("--seed", int, "seed of the initial weights and of the data"),
+    ("--iterations", int, "most HF iterations"),
+    ("--backend", str, "numpy, torch, cupy, jax or array_api_strict"),
+    ("--device", str, "the backend's device, e.g. cuda"),
+    ("--dtype", str, "float dtype"),
+    ("--damping", float, "initial λ"),
+    ("--mu", float, "structural damping μ"),
+    ("--max-cg", int, "most CG steps an iteration"),
+    ("--save-every", int, "checkpoint every this many iterations"),
+)
+
+
+def add_training_options(parser, settings_class, *, run_dir: str, defaults=None) -> None:
+    """TRAINING_OPTIONS and ``--run-dir`` on a training command's parser. Every option defaults
+    to None, which keeps the settings record's default; the help shows that default, or the
+    text ``defaults`` gives for it."""
+    shown = {**dataclasses.asdict(settings_class()), **(defaults or {})}
+    for flag, kind, what in TRAINING_OPTIONS:
+        name = flag[2:].replace("-", "_")
+        parser.add_argument(flag, dest=name, type=kind,
+                            choices=("float32", "float64") if name == "dtype" else None,
+                            help=what if shown[name] is None else f"{what} (default {shown[name]})")
+    parser.add_argument("--run-dir", dest="run_dir",
+                        help=f"where the logs and checkpoints go (default {run_dir})")
+
+
+def settings_from(args, settings_class, **values):
+    """A settings record of ``values``, and of every option given on the command line over them
+    (an option left out is None)."""
+    for field in dataclasses.fields(settings_class):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            values[field.name] = value
+    return settings_class(**values)
+
+
+# -- a run directory ---------------------------------------------------------------------------
+def has_checkpoint(run_dir) -> bool:
+    """Whether the run directory holds a checkpoint (or the one kept before it)."""
+    path = pathlib.Path(run_dir) / checkpoint.CHECKPOINT_NAME
+    return path.exists() or checkpoint.previous_path(path).exists()
+
+
+def open_run(settings, run_dir, *, resume: bool, force: bool = False):
+    """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
+    where one is already. A new run saves its settings to run.json first; a resumed one continues
+    from its checkpoint, and one killed before its first checkpoint starts again from iteration
+    0."""
+    run_dir = pathlib.Path(run_dir)
+    if not resume and has_checkpoint(run_dir):
+        print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
+              f"choose another --run-dir", file=sys.stderr)
+        return None
+    built = (build_text if isinstance(settings, TextRunSettings) else build)(settings, run_dir)
+    if resume and has_checkpoint(run_dir):
+        built[2].resume(force=force)
+    elif resume:
+        print(f"{run_dir} has no checkpoint yet (stopped before its first save): starting it "
+              f"from iteration 0", file=sys.stderr)
+    else:
+        settings.save(run_dir)
+    return built
+
+
+def run_until_done(optimizer, settings, run_dir, stop) -> bool:
+    """Run up to ``settings.iterations`` HF iterations, or until ``stop(record)``; False, after
+    saying how to continue, when Ctrl-C stopped it (the optimizer saved its checkpoint)."""
+    try:
+        optimizer.run(max_iterations=settings.iterations, stop=stop)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the checkpoint of iteration {optimizer.iteration} is in "
+              f"{run_dir}: 'arrayhf resume {run_dir}' continues", file=sys.stderr)
+        return False
+    return True

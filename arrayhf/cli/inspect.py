@@ -1,0 +1,97 @@
+"""``arrayhf plot`` and ``arrayhf predict``: what a run has made, looked at from its run directory
+or checkpoint: training curves and hidden states as pictures, predictions for new inputs."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+
+import arrayhf
+from arrayhf import backend, checkpoint, plots
+from arrayhf.cli import runs
+from arrayhf.hf.runlog import RunLog
+
+
+def plot(args) -> int:
+    """curves.png (and hidden_states.png for pathological runs) in the run dir."""
+    run_dir = pathlib.Path(args.run_dir)
+    settings = runs.load_settings(run_dir)
+    settings.backend, settings.device = args.backend, None   # pictures are drawn on the host
+    records = RunLog(run_dir, echo=False).read_metrics()
+    if not records:
+        print(f"{run_dir}/metrics.jsonl has no iterations yet", file=sys.stderr)
+        return 2
+    if isinstance(settings, runs.TextRunSettings):
+        plots.plot_curves(records, run_dir / "curves.png",
+                          title=f"{settings.model} on {settings.source}, T = {settings.T}")
+        print(f"wrote {run_dir / 'curves.png'} (loss in nats per character)")
+        return 0
+    title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
+    plots.plot_curves(records, run_dir / "curves.png", title=title)
+    model, dataset, _ = runs.build(settings, None, progress=False)
+    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    xp = runs.xp_for(settings)
+    params = backend.from_host(arrays["params"], xp, dtype=settings.dtype)
+    batch = dataset.batch(dataset.test_batches[0])
+    cache = model.forward(params, batch.inputs)
+    sequence = args.sequence
+    mask = backend.to_numpy(batch.mask)[:, sequence]
+    length = int(np.nonzero(mask)[0].max()) + 1 if mask.any() else mask.shape[0]
+    pick = [backend.to_numpy(a)[:length, sequence] for a in
+            (batch.inputs, cache.hiddens, cache.predictions, batch.targets)]
+    plots.plot_sequence(*pick, mask[:length], run_dir / "hidden_states.png",
+                        title=f"{title}: test sequence {sequence} at iteration {meta['iteration']}")
+    print(f"wrote {run_dir / 'curves.png'} and {run_dir / 'hidden_states.png'}")
+    return 0
+
+
+def _read_inputs(path) -> np.ndarray:
+    """The inputs of a .npy file: numbers (integer ids or finite floats), never pickled objects."""
+    try:
+        host_inputs = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:   # not .npy, pickled objects, torn file
+        raise ValueError(f"{path}: expected a .npy file of numbers ({error})") from error
+    if host_inputs.dtype.kind not in "iuf":
+        raise TypeError(f"{path}: expected inputs of a float or integer dtype, got "
+                        f"{host_inputs.dtype}")
+    if host_inputs.dtype.kind == "f" and not np.isfinite(host_inputs).all():
+        raise ValueError(f"{path}: expected finite inputs, got "
+                         f"{int((~np.isfinite(host_inputs)).sum())} NaN or Inf entries")
+    return host_inputs
+
+
+def predict(args) -> int:
+    """Load a checkpoint onto a backend and write its predictions for inputs from a .npy file."""
+    model, params = arrayhf.load(args.run_dir, backend=args.backend, device=args.device,
+                                 dtype=args.dtype)
+    host_inputs = _read_inputs(args.inputs)
+    xp = backend.namespace(args.backend)
+    is_ids = np.issubdtype(host_inputs.dtype, np.integer)
+    inputs = backend.from_host(host_inputs, xp, dtype=None if is_ids else params.dtype,
+                               device=args.device)
+    predictions = backend.to_numpy(model.predict(params, inputs))
+    output = args.output or str(pathlib.Path(args.inputs).with_suffix("")) + ".predictions.npy"
+    np.save(output, predictions)
+    print(f"{model} on {backend.name_of(xp)} ({params.dtype}): predictions of shape "
+          f"{list(predictions.shape)} written to {output}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    """plot and predict, on the ``arrayhf`` parser's subcommands."""
+    plot_parser = commands.add_parser("plot", help="curves.png and hidden_states.png of a run")
+    plot_parser.add_argument("run_dir")
+    plot_parser.add_argument("--sequence", type=int, default=0, help="test sequence to draw")
+    plot_parser.add_argument("--backend", default="numpy")
+    plot_parser.set_defaults(run=plot)
+
+    predict_parser = commands.add_parser("predict", help="a checkpoint's predictions")
+    predict_parser.add_argument("run_dir", help="a run directory or a checkpoint .npz file")
+    predict_parser.add_argument("--inputs", required=True, help="a .npy file of inputs")
+    predict_parser.add_argument("--output", help="where to write (default INPUTS.predictions.npy)")
+    predict_parser.add_argument("--backend", default=None)
+    predict_parser.add_argument("--device", default=None)
+    predict_parser.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    predict_parser.set_defaults(run=predict)
