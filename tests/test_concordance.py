@@ -34,7 +34,7 @@ DERIVATIONS = ROOT / "derivations"
 # The modules every model shares: a model's derivation may quote their names too.
 SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinearities.py",
           "initialization.py", "backend.py", "_validate.py", "__init__.py", "hf/optimizer.py",
-          "hf/settings.py", "hf/cg.py", "hf/damping.py", "models/recurrent.py"]
+          "hf/settings.py", "hf/state.py", "hf/cg.py", "hf/damping.py", "models/recurrent.py"]
 
 # Each derivation and the modules whose code it proves (and whose tags it must define).
 PROVES = {
@@ -45,7 +45,8 @@ PROVES = {
     "mrnn.md": ["models/mrnn.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
-    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py"],
+    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
+                          "hf/state.py"],
 }
 
 # Names of other code that the derivations quote on purpose, to compare arrayhf with it.

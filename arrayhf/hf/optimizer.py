@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import array_api_compat
 
-from arrayhf import backend, checkpoint
+from arrayhf import checkpoint
 from arrayhf._validate import (
     check_batch_values,
     check_finite,
@@ -39,6 +39,7 @@ from arrayhf._validate import (
     is_integer,
     namespace_of,
 )
+from arrayhf.hf import state
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
 from arrayhf.hf.runlog import RunLog
@@ -378,30 +379,14 @@ class HF:
 
     def state_arrays_and_meta(self):
         """(host arrays, JSON description) of the last completed iteration: what save() writes."""
-        arrays = {"params": backend.to_numpy(self.params)}
-        if self.cg_warm_start is not None:
-            arrays["cg_warm_start"] = backend.to_numpy(self.cg_warm_start)
-        model_config = self.model.config() if hasattr(self.model, "config") else None
-        meta = {
-            "kind": "hf_run",
-            "iteration": self.iteration,
-            "damping": self.damping,
-            "cg_total": self.cg_total,
-            "seed": self.seed,
-            "dataset_state": self._dataset_state,
-            "config": self.config.to_json(),
-            "model": model_config,
-            "dtype": str(self.params.dtype).split(".")[-1],
-            "run_info": self.run_info,
-        }
-        return arrays, meta
+        return state.arrays_and_meta(self)
 
     def save(self, path=None):
         """Write the state of the last completed iteration (atomic; the previous file is kept)."""
         if path is None:
             if self.run_dir is None:
                 return None
-            path = self.run_dir / CHECKPOINT_NAME
+            path = state.checkpoint_path(self.run_dir)
         arrays, meta = self.state_arrays_and_meta()
         return checkpoint.save(path, arrays, meta)
 
@@ -415,28 +400,15 @@ class HF:
         run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
         if run_dir is None:
             raise ValueError("resume needs a run_dir")
-        arrays, meta, _ = checkpoint.load_latest(run_dir / CHECKPOINT_NAME)
-        differences = _differences(meta.get("config", {}), self.config.to_json(), "config")
-        if hasattr(self.model, "config"):
-            differences += _differences(meta.get("model") or {}, self.model.config(), "model")
-        if self.run_info is not None or meta.get("run_info") is not None:
-            differences += _differences(meta.get("run_info") or {}, self.run_info or {}, "run")
-        if differences and not force:
-            raise ValueError("the checkpoint was made with other settings: "
-                             + "; ".join(differences)
-                             + " (force=True, or 'arrayhf resume --force', resumes anyway)")
-        params, warm_start, damping, iteration, cg_total = self._read_state(arrays, meta, run_dir)
-        if meta.get("dataset_state") is not None and hasattr(self.dataset, "set_state"):
-            try:
-                self.dataset.set_state(meta["dataset_state"])   # checks its own state first
-            except ValueError as error:
-                if not force:
-                    raise
-                self.log.message(f"forced resume: the data set's state was not restored "
-                                 f"({error}); it goes on from its own seed")
+        arrays, meta, _ = checkpoint.load_latest(state.checkpoint_path(run_dir))
+        state.refuse_other_settings(meta, self, force=force)
+        saved = state.read_state(arrays, meta, run_dir, n_params=self.model.n_params,
+                                 like=self.params)
+        state.restore_dataset_state(self.dataset, meta, force=force, log=self.log)
         # every check passed: only now is this optimizer's state replaced
-        self.params, self.cg_warm_start, self.damping = params, warm_start, damping
-        self.iteration, self.cg_total = iteration, cg_total
+        self.params, self.cg_warm_start, self.damping = (saved.params, saved.cg_warm_start,
+                                                         saved.damping)
+        self.iteration, self.cg_total = saved.iteration, saved.cg_total
         self._dataset_state = self._get_dataset_state()
         self._checked_batches = set()
         if self.run_dir is None:
@@ -445,43 +417,3 @@ class HF:
         self.history = self.log.resume(self.iteration)
         self._resumed = True
         return self
-
-
-    def _read_state(self, arrays, meta, run_dir):
-        """(params, CG warm start, λ, iteration, CG total) of a checkpoint, on this optimizer's
-        backend, dtype and device; CheckpointError when anything is missing or malformed."""
-        n_params = self.model.n_params
-        for name in ("params", "cg_warm_start"):
-            if name in arrays and arrays[name].shape != (n_params,):
-                raise checkpoint.CheckpointError(
-                    f"checkpoint in {run_dir}: expected {name} of shape [{n_params}], got "
-                    f"{list(arrays[name].shape)}")
-        if "params" not in arrays:
-            raise checkpoint.CheckpointError(f"checkpoint in {run_dir} has no 'params' array")
-        try:
-            damping, iteration = float(meta["damping"]), int(meta["iteration"])
-            cg_total = int(meta["cg_total"])
-        except (KeyError, TypeError, ValueError, OverflowError) as error:
-            raise checkpoint.CheckpointError(
-                f"checkpoint in {run_dir}: damaged description ({type(error).__name__}: {error})"
-            ) from error
-        if not (damping > 0 and math.isfinite(damping) and iteration >= 0 and cg_total >= 0):
-            raise checkpoint.CheckpointError(
-                f"checkpoint in {run_dir}: expected damping > 0 and counts >= 0, got damping "
-                f"{damping}, iteration {iteration}, cg_total {cg_total}")
-        dtype, device = self.params.dtype, array_api_compat.device(self.params)
-        moved = {name: backend.from_host(arrays[name], self.xp, dtype=dtype, device=device)
-                 for name in ("params", "cg_warm_start") if name in arrays}
-        for name, array in moved.items():
-            try:
-                check_finite(self.xp, f"the checkpoint's {name}", array)
-            except ValueError as error:
-                raise checkpoint.CheckpointError(f"checkpoint in {run_dir}: {error}") from error
-        return moved["params"], moved.get("cg_warm_start"), damping, iteration, cg_total
-
-
-def _differences(saved, current: dict, label: str) -> list[str]:
-    saved = saved if isinstance(saved, dict) else {"(description)": saved}
-    keys = sorted(set(saved) | set(current))
-    return [f"{label}.{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
-            for key in keys if saved.get(key) != current.get(key)]
