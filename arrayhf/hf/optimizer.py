@@ -1,23 +1,26 @@
 """The Hessian-free loop (Martens 2010; the 2011 release's ``opt.hf``), over any model and data set.
 
-One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"):
+One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"), each phase a method:
 
 1. fresh training data (``dataset.forget()``, from the second iteration on);
-2. the objective f(θ) = L(θ) + ½ w ‖θ‖² and its gradient g = ∇L + wθ on the gradient batches,
-   each batch weighted by its count of unmasked outputs (eq. (H1));
-3. the forward pass of this iteration's curvature batch, computed once;
-4. CG on (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where
-   every product G v reuses that forward pass;
-5. backtracking: walking back from the last kept CG iterate while the objective keeps decreasing,
-   the first local minimum met (eq. (H4); not the lowest objective of all kept iterates);
-6. ρ = actual / predicted reduction (eq. (D1)) and the Levenberg-Marquardt update of λ (eq. (D2));
-7. a line search along the chosen p (Armijo, eq. (H5), or the release's "first step that lowers
-   the loss");
-   a step that finds no decrease, or meets a non-finite loss, is rejected and θ is unchanged;
-8. the record of the iteration; ``run()`` then appends it to ``history``, logs it, applies the stop
-   test and writes a checkpoint every ``save_every`` iterations.
+2. ``_evaluate_gradient``: f(θ) = L(θ) + ½ w ‖θ‖² and g = ∇L + wθ on the gradient batches, each
+   batch weighted by its count of unmasked outputs (eq. (H1); hf/objective.py);
+3. ``_solve``: the forward pass of this iteration's curvature batch, computed once, and CG on
+   (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where every
+   product G v reuses that forward pass;
+4. ``_backtrack``: walking back from the last kept CG iterate while the objective keeps
+   decreasing, the first local minimum met (eq. (H4); not the lowest of all kept iterates);
+5. ``_reduction_ratio``: ρ = actual / predicted reduction (eq. (D1)), then the
+   Levenberg-Marquardt update of λ (eq. (D2));
+6. ``_line_search`` along the chosen p (Armijo, eq. (H5), or the release's "first step that
+   lowers the loss"); a step that finds no decrease, or meets a non-finite loss, is rejected and
+   θ is unchanged;
+7. ``_record``: the record of the iteration; ``run()`` then appends it to ``history``, logs it,
+   applies the stop test and writes a checkpoint every ``save_every`` iterations.
 
-Python floats are pulled from the arrays only at these decision points (losses, ρ, CG's scalars).
+The settings are hf/settings.py's ``HFConfig``; what a checkpoint saves and a resume checks and
+restores is in hf/state.py. Python floats are pulled from the arrays only at the decision points
+(losses, ρ, CG's scalars).
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ import math
 import pathlib
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import array_api_compat
 
 from arrayhf import checkpoint
 from arrayhf._validate import (
-    check_batch_values,
     check_finite,
     check_floating,
     check_shape,
@@ -42,10 +45,20 @@ from arrayhf._validate import (
 from arrayhf.hf import state
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
+from arrayhf.hf.objective import BatchObjective
 from arrayhf.hf.runlog import RunLog
 from arrayhf.hf.settings import HFConfig
 
 CHECKPOINT_NAME = checkpoint.CHECKPOINT_NAME
+
+
+class _Ratio(NamedTuple):
+    """ρ of (D1) with its two parts, and the slope gᵀp the line search (H5) needs."""
+
+    rho: float
+    numerator: float      # f(θ + p) − f(θ)
+    denominator: float    # q(p) − q(0), the predicted change
+    slope: float          # gᵀp
 
 
 class HF:
@@ -108,7 +121,8 @@ class HF:
             dataset.batch(batch_id)   # an unknown id raises the data set's KeyError now
         first = dataset.batch(train_ids[0])
         self.xp = namespace_of(first.inputs, first.targets, first.mask)
-        self._checked_batches: set = set()
+        self.batch_objective = BatchObjective(model, dataset, self.xp,
+                                              weight_cost=self.config.weight_cost)
         if params is None:
             params = model.init(seed, xp=self.xp, dtype=first.targets.dtype,  # inputs may be ids
                                 device=array_api_compat.device(first.inputs))
@@ -135,138 +149,37 @@ class HF:
         ids = list(self.config.curvature_batches or self.dataset.train_batches)
         return ids[(iteration - 1) % len(ids)]
 
-    def _batch(self, batch_id):
-        """The data set's batch, its values checked the first time this iteration's data is read
-        (finite, mask >= 0 counting some output): bad data is refused before any work on it."""
-        batch = self.dataset.batch(batch_id)
-        key = repr(batch_id)
-        if key not in self._checked_batches:
-            check_batch_values(self.xp, f"batch {batch_id!r}", batch)
-            self._checked_batches.add(key)
-        return batch
-
-    def _output_count(self, batch) -> float:
-        """N_β, the batch's count of unmasked outputs: the weight of its loss in (H1)."""
-        if batch.mask is None:
-            count = float(math.prod(batch.targets.shape[:-1]))
-        else:
-            count = float(self.xp.sum(self.xp.astype(batch.mask, batch.targets.dtype)))
-        if not count > 0:
-            raise ValueError(f"a batch with no counted output (mask sum {count}, targets of "
-                             f"shape {list(batch.targets.shape)}): its mean loss is undefined")
-        return count
-
-    def _weight_penalty(self, params) -> float:
-        w = self.config.weight_cost
-        return 0.5 * w * float(self.xp.sum(params * params)) if w else 0.0
-
-    def _data_loss(self, params, batch_ids) -> float:
-        """L(θ) of (H1): the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ N_β
-        (each batch weighted by its number of counted outputs)."""
-        total, count = 0.0, 0.0
-        for batch_id in batch_ids:
-            batch = self._batch(batch_id)
-            outputs = self._output_count(batch)
-            total += outputs * float(self.model.loss(params, batch))
-            count += outputs
-        return total / count
-
     def _objective(self, params, batch_ids) -> float:
-        """f(θ) = L(θ) + ½ w ‖θ‖² of (H1); +inf when not finite."""
-        value = self._data_loss(params, batch_ids) + self._weight_penalty(params)
-        return value if math.isfinite(value) else math.inf
+        """f(θ) of (H1) on the batches; +inf when not finite."""
+        return self.batch_objective.value(params, batch_ids)
 
     def _loss_and_gradient(self, params, batch_ids):
-        """(f(θ), g) of (H1) over the batches, g = Σ N_β ∇L_β / Σ N_β + wθ, weighted like
-        :meth:`_data_loss`."""
-        total_loss, gradient, count = 0.0, None, 0.0
-        for batch_id in batch_ids:
-            batch = self._batch(batch_id)
-            outputs = self._output_count(batch)
-            cache = self.model.forward(params, batch.inputs)
-            total_loss += outputs * float(self.model.loss(params, batch, cache))
-            part = outputs * self.model.gradient(params, batch, cache)
-            gradient = part if gradient is None else gradient + part
-            count += outputs
-        gradient = gradient / count
-        if self.config.weight_cost:
-            gradient = gradient + self.config.weight_cost * params
-        return total_loss / count + self._weight_penalty(params), gradient
+        """(f(θ), g) of (H1) on the batches, each weighted by its count of unmasked outputs."""
+        return self.batch_objective.value_and_gradient(params, batch_ids)
 
-    # -- one HF iteration ------------------------------------------------------------------
+    # -- one HF iteration, phase by phase ----------------------------------------------------
     def step(self) -> dict:
         """Run one HF iteration and return its metrics record (``run()`` appends it to
         ``history`` and logs it; ``step()`` alone does neither)."""
-        config, xp = self.config, self.xp
         started = time.perf_counter()
         iteration = self.iteration + 1
         if iteration > 1:
             self.dataset.forget()
-            self._checked_batches = set()
-        params = self.params
+            self.batch_objective.new_data()
+        params, damping = self.params, self.damping
         grad_ids = self._train_ids()
         for batch_id in dict.fromkeys([*grad_ids, self._curvature_id(iteration)]):
-            self._batch(batch_id)   # every batch of this iteration checked before any work
-        objective, gradient = self._loss_and_gradient(params, grad_ids)
-        gradient_norm = math.sqrt(float(xp.sum(gradient * gradient)))
-        if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
-            raise FloatingPointError(
-                f"iteration {iteration}: at the current parameters the objective is {objective} "
-                f"and |gradient| is {gradient_norm}: check the data for NaN/Inf")
-
-        damping = self.damping
-        structural = structural_damping_coefficient(damping, config.structural_damping_mu)
-        curvature_batch = self._batch(self._curvature_id(iteration))
-        cache = self.model.forward(params, curvature_batch.inputs)   # once for all of CG
-        shift = damping + config.weight_cost
-
-        def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
-            return (self.model.gauss_newton_product(params, curvature_batch, v, cache,
-                                                    structural_damping=structural)
-                    + shift * v)
-
-        preconditioner = None
-        if config.preconditioner:   # (H3)
-            squared = self.model.per_case_squared_gradient(params, curvature_batch, cache)
-            preconditioner = (squared + shift) ** 0.75
-
-        warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
-        self.log.start_cg(iteration)
-        cg = conjugate_gradient(
-            damped_product, -gradient, warm_start, preconditioner=preconditioner,
-            max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
-            epsilon=config.cg_epsilon, callback=self.log.cg_step)
-
-        # backtracking over the kept iterates, from the last one backwards (H4)
-        backtrack_ids = list(config.backtrack_batches or grad_ids)
-        chosen = len(cg.iterates) - 1
-        chosen_value = self._objective(params + cg.iterates[chosen][1], backtrack_ids)
-        for index in range(len(cg.iterates) - 2, -1, -1):
-            value = self._objective(params + cg.iterates[index][1], backtrack_ids)
-            if value >= chosen_value:
-                break
-            chosen, chosen_value = index, value
+            self.batch_objective.batch(batch_id)   # all of this iteration checked before any work
+        objective, gradient, gradient_norm = self._evaluate_gradient(params, grad_ids, iteration)
+        cg, rho_product = self._solve(params, gradient, iteration)
+        chosen, new_objective = self._backtrack(params, cg.iterates, grad_ids)
         chosen_step, direction = cg.iterates[chosen]
-
-        # ρ: actual over predicted reduction (D1); the model damped or not
-        new_objective = (chosen_value if backtrack_ids == grad_ids
-                         else self._objective(params + direction, grad_ids))
-        if config.rho_model == "damped":
-            curvature_direction = damped_product(direction)
-        else:
-            curvature_direction = (self.model.gauss_newton_product(params, curvature_batch,
-                                                                   direction, cache)
-                                   + config.weight_cost * direction)
-        slope = float(xp.sum(gradient * direction))                        # gᵀp
-        predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
-        rho = reduction_ratio(objective, new_objective, predicted)
-        next_damping = self.rule.update(damping, rho)
-
-        # line search along p (H5)
+        ratio = self._reduction_ratio(gradient, direction, objective, new_objective, rho_product)
+        next_damping = self.rule.update(damping, ratio.rho)                           # (D2)
         step_size, accepted_objective = self._line_search(params, direction, objective,
-                                                          new_objective, slope, grad_ids)
+                                                          new_objective, ratio.slope, grad_ids)
         if step_size == 0.0:
-            next_damping = max(next_damping, damping * config.damping_boost)  # rejected: raise λ
+            next_damping = max(next_damping, damping * self.config.damping_boost)  # rejected
             new_params = params
         else:
             new_params = params + step_size * direction
@@ -278,32 +191,77 @@ class HF:
         self.iteration = iteration
         self.cg_total += cg.n_steps
         self._dataset_state = self._get_dataset_state()
+        return self._record(started, accepted_objective, gradient_norm, damping, ratio, cg,
+                            chosen_step, step_size)
 
-        record = {
-            "iteration": iteration,
-            "train_loss": accepted_objective - self._weight_penalty(new_params),
-            "objective": accepted_objective,
-            "test_loss": None,
-            "test_error": None,
-            "grad_norm": gradient_norm,
-            "theta_norm": math.sqrt(float(xp.sum(new_params * new_params))),
-            "damping": damping,
-            "next_damping": next_damping,
-            "rho": rho,
-            "rho_numerator": new_objective - objective,
-            "rho_denominator": predicted,
-            "cg_steps": cg.n_steps,
-            "cg_total": self.cg_total,
-            "cg_stop": cg.stop_reason,
-            "cg_warm_start_dropped": cg.restarted_from_zero,
-            "chosen_iterate": chosen_step,
-            "line_search_step": step_size,
-            "seconds": None,
-        }
-        if config.test_every and iteration % config.test_every == 0:
-            record["test_loss"], record["test_error"] = self._evaluate_test(new_params)
-        record["seconds"] = time.perf_counter() - started
-        return record
+    def _evaluate_gradient(self, params, grad_ids, iteration):
+        """(f(θ), g, ‖g‖) of (H1) on the gradient batches; FloatingPointError when f(θ) or g is
+        not finite at the current parameters (no step can be judged from there)."""
+        objective, gradient = self._loss_and_gradient(params, grad_ids)
+        gradient_norm = math.sqrt(float(self.xp.sum(gradient * gradient)))
+        if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
+            raise FloatingPointError(
+                f"iteration {iteration}: at the current parameters the objective is {objective} "
+                f"and |gradient| is {gradient_norm}: check the data for NaN/Inf")
+        return objective, gradient, gradient_norm
+
+    def _solve(self, params, gradient, iteration):
+        """CG on the damped system A p = −g of (H2), warm-started from ``cg_decay`` × the previous
+        solution, with Martens' preconditioner (H3) when chosen. Returns the CG result and
+        v ↦ B v, the matrix of ρ's model (D1), on the same cached forward pass."""
+        config, model = self.config, self.model
+        structural = structural_damping_coefficient(self.damping, config.structural_damping_mu)
+        curvature_batch = self.batch_objective.batch(self._curvature_id(iteration))
+        cache = model.forward(params, curvature_batch.inputs)   # once for all of CG
+        shift = self.damping + config.weight_cost
+
+        def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
+            return (model.gauss_newton_product(params, curvature_batch, v, cache,
+                                               structural_damping=structural)
+                    + shift * v)
+
+        def undamped_product(v):     # (G + w I) v, Martens' model for ρ (D1)
+            return (model.gauss_newton_product(params, curvature_batch, v, cache)
+                    + config.weight_cost * v)
+
+        preconditioner = None
+        if config.preconditioner:   # (H3)
+            squared = model.per_case_squared_gradient(params, curvature_batch, cache)
+            preconditioner = (squared + shift) ** 0.75
+
+        warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
+        self.log.start_cg(iteration)
+        cg = conjugate_gradient(
+            damped_product, -gradient, warm_start, preconditioner=preconditioner,
+            max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
+            epsilon=config.cg_epsilon, callback=self.log.cg_step)
+        return cg, (damped_product if config.rho_model == "damped" else undamped_product)
+
+    def _backtrack(self, params, iterates, grad_ids):
+        """(H4): walk back from the last kept CG iterate while the objective on the backtracking
+        batches keeps decreasing. Returns (index of the chosen iterate, f(θ + p) on the gradient
+        batches), the latter reused when the two sets of batches are the same."""
+        backtrack_ids = list(self.config.backtrack_batches or grad_ids)
+        chosen = len(iterates) - 1
+        chosen_value = self._objective(params + iterates[chosen][1], backtrack_ids)
+        for index in range(len(iterates) - 2, -1, -1):
+            value = self._objective(params + iterates[index][1], backtrack_ids)
+            if value >= chosen_value:
+                break
+            chosen, chosen_value = index, value
+        if backtrack_ids != grad_ids:   # ρ (D1) and the line search (H5) judge f on B
+            chosen_value = self._objective(params + iterates[chosen][1], grad_ids)
+        return chosen, chosen_value
+
+    def _reduction_ratio(self, gradient, direction, objective, new_objective, rho_product):
+        """ρ of (D1) at the chosen step p: actual over predicted reduction, the prediction from
+        the damped or undamped quadratic model (``rho_model``; ``rho_product`` is v ↦ B v)."""
+        xp = self.xp
+        curvature_direction = rho_product(direction)                                   # B p
+        slope = float(xp.sum(gradient * direction))                                    # gᵀp
+        predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
+        return _Ratio(rho=reduction_ratio(objective, new_objective, predicted),
+                      numerator=new_objective - objective, denominator=predicted, slope=slope)
 
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
         """(η, f(θ + ηp)): the first step length of 1, γ, γ², … (γ = ``line_search_rate``) that
@@ -326,21 +284,37 @@ class HF:
                 return step_size, value
         return 0.0, objective
 
-    def _evaluate_test(self, params):
-        losses, errors, counts = 0.0, 0.0, 0.0
-        has_error = True
-        for batch_id in self.dataset.test_batches:
-            batch = self._batch(batch_id)
-            outputs = self._output_count(batch)
-            cache = self.model.forward(params, batch.inputs)
-            losses += outputs * float(self.model.loss(params, batch, cache))
-            error = self.dataset.zero_one_error(batch, cache.predictions)
-            if error is None:
-                has_error = False
-            else:
-                errors += outputs * float(error)
-            counts += outputs
-        return losses / counts, (errors / counts if has_error else None)
+    def _record(self, started, objective, gradient_norm, damping, ratio, cg, chosen_step,
+                step_size) -> dict:
+        """The metrics record of the iteration just committed (θ, λ' and the counters are the
+        optimizer's), with the test set evaluated every ``test_every`` iterations."""
+        params, iteration = self.params, self.iteration
+        record = {
+            "iteration": iteration,
+            "train_loss": objective - self.batch_objective.weight_penalty(params),
+            "objective": objective,
+            "test_loss": None,
+            "test_error": None,
+            "grad_norm": gradient_norm,
+            "theta_norm": math.sqrt(float(self.xp.sum(params * params))),
+            "damping": damping,
+            "next_damping": self.damping,
+            "rho": ratio.rho,
+            "rho_numerator": ratio.numerator,
+            "rho_denominator": ratio.denominator,
+            "cg_steps": cg.n_steps,
+            "cg_total": self.cg_total,
+            "cg_stop": cg.stop_reason,
+            "cg_warm_start_dropped": cg.restarted_from_zero,
+            "chosen_iterate": chosen_step,
+            "line_search_step": step_size,
+            "seconds": None,
+        }
+        if self.config.test_every and iteration % self.config.test_every == 0:
+            record["test_loss"], record["test_error"] = (
+                self.batch_objective.test_loss_and_error(params, self.dataset.test_batches))
+        record["seconds"] = time.perf_counter() - started
+        return record
 
     # -- running, checkpoints, resume ------------------------------------------------------
     def run(self, max_iterations: int, stop: Callable[[dict], bool] | None = None) -> list[dict]:
@@ -410,7 +384,7 @@ class HF:
                                                          saved.damping)
         self.iteration, self.cg_total = saved.iteration, saved.cg_total
         self._dataset_state = self._get_dataset_state()
-        self._checked_batches = set()
+        self.batch_objective.new_data()
         if self.run_dir is None:
             self.run_dir = run_dir
             self.log = RunLog(run_dir, echo=self.progress)
