@@ -135,6 +135,21 @@ def test_logs_one_record_per_iteration(xp, device, tmp_path):
     assert optimizer.history == [json.loads(line) for line in lines]
 
 
+def test_a_data_set_without_test_batches_trains_and_logs(xp, device, tmp_path):
+    """Training without a test set is legitimate: the records and the logs say "no test loss"
+    (None, "-") instead of the first iteration dividing by a zero count."""
+    dataset = blobs(xp, device)
+    dataset.test_batches = []
+    optimizer = HF(classifier(), dataset, damping=1.0, max_cg_iter=30, run_dir=tmp_path,
+                   progress=False)
+    optimizer.run(max_iterations=2)
+    assert [(r["test_loss"], r["test_error"]) for r in optimizer.history] == [(None, None)] * 2
+    assert all(math.isfinite(r["train_loss"]) for r in optimizer.history)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["test_loss"], r["test_error"]) for r in records] == [(None, None)] * 2
+    assert (tmp_path / "results").read_text().count("test -  ") == 2
+
+
 def test_resumed_run_follows_the_uninterrupted_trajectory_bit_for_bit(xp, device, tmp_path):
     """Fresh training data every iteration (forget), checkpoint at 3, resume in a new optimizer:
     the parameters after 6 iterations are identical to an uninterrupted run's."""

@@ -87,7 +87,10 @@ class BatchObjective:
 
     def test_loss_and_error(self, params, batch_ids):
         """(L(θ), zero-one error) over the test batches, both weighted like :meth:`data_loss`;
-        the error is None when the data set gives none for some batch."""
+        the error is None when the data set gives none for some batch, and both are None when
+        there is no test batch (training without a test set)."""
+        if not batch_ids:
+            return None, None
         losses, errors, counts = 0.0, 0.0, 0.0
         has_error = True
         for batch_id in batch_ids:
