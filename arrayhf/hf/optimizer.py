@@ -49,8 +49,6 @@ from arrayhf.hf.objective import BatchObjective
 from arrayhf.hf.runlog import RunLog
 from arrayhf.hf.settings import HFConfig
 
-CHECKPOINT_NAME = checkpoint.CHECKPOINT_NAME
-
 
 class _Ratio(NamedTuple):
     """ρ of (D1) with its two parts, and the slope gᵀp the line search (H5) needs."""
@@ -324,9 +322,11 @@ class HF:
         completed iteration, then the KeyboardInterrupt goes on).
         """
         if (self.iteration == 0 and not self._resumed and self.run_dir is not None
-                and (self.run_dir / CHECKPOINT_NAME).exists()):
-            raise ValueError(f"{self.run_dir} already holds a run (its {CHECKPOINT_NAME}): call "
-                             f"resume() to continue it, or choose another run_dir")
+                and state.holds_run(self.run_dir)):
+            latest = checkpoint.CHECKPOINT_NAME
+            raise ValueError(f"{self.run_dir} already holds a run (its {latest} or "
+                             f"{checkpoint.previous_path(latest).name}): call resume() to "
+                             f"continue it, or choose another run_dir")
         self.log.start_run(self.iteration, max_iterations)
         if self.iteration == 0 and not self._resumed:
             self.save()   # from here on a kill at any moment leaves a checkpoint to resume
