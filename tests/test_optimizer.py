@@ -195,6 +195,19 @@ def test_resume_with_other_settings_is_refused(xp, device, tmp_path):
     assert other.iteration == 1
 
 
+def test_resume_compares_the_line_search_limit_as_it_acts(xp, device, tmp_path):
+    """``max_line_search=None`` means the mode's limit: a run saved with Armijo's 60 spelled out
+    (as every checkpoint made before None existed) resumes under the default, and a limit that
+    acts differently is still refused."""
+    run_blobs(xp, device, iterations=1, run_dir=tmp_path, max_line_search=60)
+    same = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, progress=False)
+    assert same.resume(tmp_path).iteration == 1
+    other = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, progress=False,
+               line_search="armijo", max_line_search=59)
+    with pytest.raises(ValueError, match=r"config\.max_line_search: checkpoint 60, now 59"):
+        other.resume(tmp_path)
+
+
 def test_ctrl_c_saves_the_last_completed_iteration(xp, device, tmp_path):
     optimizer = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=30,
                    run_dir=tmp_path, save_every=0, progress=False)

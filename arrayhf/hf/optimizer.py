@@ -264,13 +264,12 @@ class HF:
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
         """(η, f(θ + ηp)): the first step length of 1, γ, γ², … (γ = ``line_search_rate``) that
         passes the test, Armijo's (H5) or the release's plain decrease, or (0, f(θ)) when none
-        does within the allowed tries (the step is rejected)."""
+        does within ``max_line_search`` tries, or the mode's own limit (the step is rejected)."""
         config = self.config
         if config.line_search == "armijo" and not slope < 0:
             return 0.0, objective   # not a descent direction: no step length can pass
-        tries = config.max_line_search if config.line_search == "armijo" else 50
         step_size, value = 1.0, objective_at_one
-        for attempt in range(tries):
+        for attempt in range(config.line_search_tries):
             if attempt > 0:
                 step_size *= config.line_search_rate
                 value = self._objective(params + step_size * direction, grad_ids)

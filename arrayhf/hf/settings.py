@@ -23,8 +23,9 @@ class HFConfig:
     Where the 2011 release and Martens' code differ, both are available
     (derivations/cg-and-damping.md, "2011 release vs Martens"):
     ``rho_model`` "damped" (release) or "undamped" (Martens); ``line_search`` "armijo" (Martens:
-    c = 1e-2, rate 0.8, ≤ 60 tries) or "decrease" (release: first 0.8ⁱ step that lowers the loss,
-    i < 50).
+    c = 1e-2, rate 0.8) or "decrease" (release: the first 0.8ⁱ step that lowers the loss), each
+    trying at most ``max_line_search`` step lengths; None: the mode's own limit (Armijo 60,
+    Martens; decrease 50, the release).
     """
 
     damping: float = 1.0                 # initial λ
@@ -42,7 +43,7 @@ class HFConfig:
     line_search: str = "armijo"
     armijo_c: float = 1e-2
     line_search_rate: float = 0.8
-    max_line_search: int = 60
+    max_line_search: int | None = None  # None: LINE_SEARCH_TRIES[line_search]
     damping_boost: float = 1.5
     damping_drop: float = 2.0 / 3.0
     test_every: int = 1
@@ -55,6 +56,8 @@ class HFConfig:
                              f"{self.line_search!r}")
         for name, low, high, closed in _RANGES:
             value = getattr(self, name)
+            if value is None and name in _OPTIONAL_SETTINGS:
+                continue
             integral = name in _INTEGER_SETTINGS
             if not (is_integer(value) if integral else _is_number(value)):
                 kind = "an integer" if integral else "a number"
@@ -80,6 +83,14 @@ class HFConfig:
                                     f"None, got {value!r}")
                 object.__setattr__(self, name, tuple(_as_id(i) for i in value))
 
+    @property
+    def line_search_tries(self) -> int:
+        """The most step lengths the line search tries (H5): ``max_line_search``, or when it is
+        None the mode's own limit, ``LINE_SEARCH_TRIES[line_search]``."""
+        if self.max_line_search is None:
+            return LINE_SEARCH_TRIES[self.line_search]
+        return self.max_line_search
+
     def to_json(self) -> dict:
         """The settings as JSON-ready values (tuples become lists), as checkpoints store them."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -101,6 +112,23 @@ _RANGES = (
     ("test_every", 0, math.inf, True),
 )
 _INTEGER_SETTINGS = ("max_cg_iter", "min_cg_iter", "max_line_search", "test_every")
+_OPTIONAL_SETTINGS = ("max_line_search",)   # None: the default of the chosen mode
+
+# the line search's tries when max_line_search is None (H5): Martens' 60 Armijo tries (η = 0.8⁰
+# … 0.8⁵⁹), the 2011 release's 50 tries of its "first decrease" rule (η = 0.8⁰ … 0.8⁴⁹)
+LINE_SEARCH_TRIES = {"armijo": 60, "decrease": 50}
+
+
+def acting_settings(values):
+    """JSON settings (``to_json``, or a checkpoint's) with ``max_line_search`` None replaced by
+    its mode's limit, so that settings which act alike compare equal (a checkpoint from before
+    None meant "the mode's default" spells Armijo's 60 out)."""
+    if not isinstance(values, dict):
+        return values
+    mode = values.get("line_search")
+    if values.get("max_line_search") is None and mode in LINE_SEARCH_TRIES:
+        values = {**values, "max_line_search": LINE_SEARCH_TRIES[mode]}
+    return values
 
 
 def _is_number(value) -> bool:

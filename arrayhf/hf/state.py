@@ -19,6 +19,7 @@ import array_api_compat
 
 from arrayhf import backend, checkpoint
 from arrayhf._validate import check_finite, namespace_of
+from arrayhf.hf.settings import acting_settings
 
 STATE_ARRAYS = ("params", "cg_warm_start")
 
@@ -70,7 +71,8 @@ def arrays_and_meta(optimizer) -> tuple[dict, dict]:
 def refuse_other_settings(meta: dict, optimizer, *, force: bool) -> None:
     """ValueError naming every difference between the checkpoint's settings, model and run
     description and the optimizer's, unless ``force``."""
-    differences = _differences(meta.get("config", {}), optimizer.config.to_json(), "config")
+    differences = _differences(acting_settings(meta.get("config", {})),
+                               acting_settings(optimizer.config.to_json()), "config")
     model, run_info = optimizer.model, optimizer.run_info
     if hasattr(model, "config"):
         differences += _differences(meta.get("model") or {}, model.config(), "model")
