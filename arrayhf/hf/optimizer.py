@@ -10,7 +10,7 @@ One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"), ea
    product G v reuses that forward pass;
 4. ``_backtrack``: walking back from the last kept CG iterate while the objective keeps
    decreasing, the first local minimum met (eq. (H4); not the lowest of all kept iterates);
-5. ``_reduction_ratio``: ρ = actual / predicted reduction (eq. (D1)), then the
+5. ``_rho_and_damping``: ρ = actual / predicted reduction (eq. (D1)), then the
    Levenberg-Marquardt update of λ (eq. (D2));
 6. ``_line_search`` along the chosen p (Armijo, eq. (H5), or the release's "first step that
    lowers the loss"); a step that finds no decrease, or meets a non-finite loss, is rejected and
@@ -51,12 +51,13 @@ from arrayhf.hf.settings import HFConfig
 
 
 class _Ratio(NamedTuple):
-    """ρ of (D1) with its two parts, and the slope gᵀp the line search (H5) needs."""
+    """ρ of (D1) with its two parts, the slope gᵀp the line search (H5) needs, and λ' (D2)."""
 
     rho: float
     numerator: float      # f(θ + p) − f(θ)
     denominator: float    # q(p) − q(0), the predicted change
     slope: float          # gᵀp
+    next_damping: float   # λ' before the line search (a rejected step raises it further)
 
 
 class HF:
@@ -172,8 +173,8 @@ class HF:
         cg, rho_product = self._solve(params, gradient, iteration)
         chosen, new_objective = self._backtrack(params, cg.iterates, grad_ids)
         chosen_step, direction = cg.iterates[chosen]
-        ratio = self._reduction_ratio(gradient, direction, objective, new_objective, rho_product)
-        next_damping = self.rule.update(damping, ratio.rho)                           # (D2)
+        ratio = self._rho_and_damping(gradient, direction, objective, new_objective, rho_product)
+        next_damping = ratio.next_damping
         step_size, accepted_objective = self._line_search(params, direction, objective,
                                                           new_objective, ratio.slope, grad_ids)
         if step_size == 0.0:
@@ -251,15 +252,17 @@ class HF:
             chosen_value = self._objective(params + iterates[chosen][1], grad_ids)
         return chosen, chosen_value
 
-    def _reduction_ratio(self, gradient, direction, objective, new_objective, rho_product):
-        """ρ of (D1) at the chosen step p: actual over predicted reduction, the prediction from
-        the damped or undamped quadratic model (``rho_model``; ``rho_product`` is v ↦ B v)."""
+    def _rho_and_damping(self, gradient, direction, objective, new_objective, rho_product):
+        """ρ of (D1) at the chosen step p, actual over predicted reduction with the prediction
+        from the damped or undamped quadratic model (``rho_model``; ``rho_product`` is v ↦ B v),
+        and the next λ by the Levenberg-Marquardt rule (D2)."""
         xp = self.xp
         curvature_direction = rho_product(direction)                                   # B p
         slope = float(xp.sum(gradient * direction))                                    # gᵀp
         predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
-        return _Ratio(rho=reduction_ratio(objective, new_objective, predicted),
-                      numerator=new_objective - objective, denominator=predicted, slope=slope)
+        rho = reduction_ratio(objective, new_objective, predicted)                     # (D1)
+        return _Ratio(rho=rho, numerator=new_objective - objective, denominator=predicted,
+                      slope=slope, next_damping=self.rule.update(self.damping, rho))  # (D2)
 
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
         """(η, f(θ + ηp)): the first step length of 1, γ, γ², … (γ = ``line_search_rate``) that
