@@ -99,6 +99,29 @@ def test_kept_iterates_are_the_iterates_at_those_steps(xp, device):
     assert result.stop_reason == "max_iterations"
 
 
+def test_norms_are_computed_only_on_the_steps_whose_callback_reads_them(xp, device):
+    """A callback that reads ‖x‖ and ‖r‖ every 10th step, as HF's log does: those steps give
+    ‖x_i‖ and ‖b − A x_i‖, and no other step computes ‖x‖ (‖r‖ is the residual test's)."""
+    matrix, b = spd_system(30, 7, condition=1e4)
+    matrix_x, b_x = on_backend(xp, device, matrix, b)
+    steps, read = [], {}
+
+    def every_tenth(step):
+        steps.append(step)
+        if step.step % 10 == 0:
+            read[step.step] = (step.x_norm, step.residual_norm)
+
+    result = conjugate_gradient(matrix_operator(matrix_x), b_x, max_iterations=25, epsilon=0.0,
+                                keep_steps=[10, 20], callback=every_tenth)
+    assert [step.step for step in steps] == list(range(1, 26)) and sorted(read) == [10, 20]
+    for step, x in result.iterates[:2]:
+        x_host = host(x)
+        assert math.isclose(read[step][0], float(np.linalg.norm(x_host)), rel_tol=1e-12)
+        assert math.isclose(read[step][1], float(np.linalg.norm(b - matrix @ x_host)),
+                            rel_tol=1e-6)
+    assert not [step.step for step in steps if step.step % 10 and "x_norm" in vars(step.norms)]
+
+
 def test_relative_progress_stop_fires_as_specified(xp, device):
     """A diagonal operator with one eigenvalue per step: φ_i is known in closed form, so the step
     where (φ_i − φ_{i−k}) / φ_i < k ε first holds (k = max(10, ⌈0.1 i⌉)) is computed here

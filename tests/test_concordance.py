@@ -34,7 +34,8 @@ DERIVATIONS = ROOT / "derivations"
 # The modules every model shares: a model's derivation may quote their names too.
 SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinearities.py",
           "initialization.py", "backend.py", "_validate.py", "__init__.py", "hf/optimizer.py",
-          "hf/settings.py", "hf/cg.py", "hf/damping.py", "models/recurrent.py"]
+          "hf/settings.py", "hf/state.py", "hf/objective.py", "hf/cg.py", "hf/damping.py",
+          "models/recurrent.py"]
 
 # Each derivation and the modules whose code it proves (and whose tags it must define).
 PROVES = {
@@ -45,7 +46,8 @@ PROVES = {
     "mrnn.md": ["models/mrnn.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
-    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py"],
+    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
+                          "hf/state.py", "hf/objective.py"],
 }
 
 # Names of other code that the derivations quote on purpose, to compare arrayhf with it.
@@ -60,7 +62,7 @@ QUOTED_ELSEWHERE = {
     # Martens' MATLAB code (nnet_train_2.m, conjgrad_1.m)
     "nnet_train_2", "precon", "chs",
     # torch, the autodiff oracle of the tests; torch's index_add and numpy's add.at
-    "torch", "func", "index_add", "at",
+    "torch", "func", "index_add", "add", "at",
 }
 
 # Placeholders for a family of code names, and symbols of the text written in code font.

@@ -19,7 +19,7 @@ import arrayhf
 from arrayhf import backend
 from arrayhf.data.batch import Batch
 from arrayhf.hf import optimizer as optimizer_module
-from arrayhf.hf.optimizer import HF
+from arrayhf.hf.optimizer import HF, HFConfig
 
 from datasets import N_CLASSES, N_FEATURES, blob_arrays
 from helpers import host, relative_error
@@ -350,6 +350,44 @@ def test_max_line_search_caps_the_armijo_tries(xp, device, cg_runs, max_line_sea
         assert case.optimizer.damping >= 1.5 * 0.01
     else:
         assert case.record["line_search_step"] == step_sizes(ACCEPTED + 1)[ACCEPTED]
+
+
+def test_max_line_search_defaults_to_each_modes_source():
+    """(H5): ``max_line_search=None`` means the mode's own limit, Martens' 60 Armijo tries or the
+    2011 release's 50; a number applies to both modes."""
+    assert HFConfig().line_search_tries == 60
+    assert HFConfig(line_search="decrease").line_search_tries == 50
+    assert HFConfig(line_search="decrease", max_line_search=7).line_search_tries == 7
+    assert HFConfig(max_line_search=7).line_search_tries == 7
+    for bad in (0, True, 2.0):
+        with pytest.raises((TypeError, ValueError), match="max_line_search"):
+            HFConfig(max_line_search=bad)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_max_line_search_caps_the_decrease_tries_too(xp, device, cg_runs, extra):
+    """(H5) with ``line_search="decrease"``: the first t = 0.8ʲ that lowers f (j = D, from f
+    computed here) is taken, within the release's 50 tries by default; and ``max_line_search`` = n
+    caps the tries at t = 1 … 0.8ⁿ⁻¹ as it does for Armijo: n = D rejects the step (θ kept,
+    λ' ≥ 3/2 λ), n = D + 1 takes t = 0.8ᴰ."""
+    probe = armijo_case(xp, device, cg_runs, line_search="decrease")
+    ids = probe.dataset.train_batches
+    start = objective(probe.model, probe.dataset, probe.params, ids)
+    sizes = step_sizes(50)
+    first = next(j for j, t in enumerate(sizes)
+                 if objective(probe.model, probe.dataset, probe.params + t * probe.direction,
+                              ids) < start)
+    assert first >= 2   # a cap below it is a cap above the first try
+    assert probe.record["line_search_step"] == sizes[first]
+
+    case = armijo_case(xp, device, cg_runs, line_search="decrease", max_line_search=first + extra)
+    assert line_search_points(case, 60) == list(range(1, first + extra))
+    if extra == 0:
+        assert case.record["line_search_step"] == 0.0
+        np.testing.assert_array_equal(host(case.optimizer.params), host(case.params))
+        assert case.optimizer.damping >= 1.5 * 0.01
+    else:
+        assert case.record["line_search_step"] == sizes[first]
 
 
 # -- (H1) ------------------------------------------------------------------------------------

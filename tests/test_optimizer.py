@@ -135,6 +135,21 @@ def test_logs_one_record_per_iteration(xp, device, tmp_path):
     assert optimizer.history == [json.loads(line) for line in lines]
 
 
+def test_a_data_set_without_test_batches_trains_and_logs(xp, device, tmp_path):
+    """Training without a test set is legitimate: the records and the logs say "no test loss"
+    (None, "-") instead of the first iteration dividing by a zero count."""
+    dataset = blobs(xp, device)
+    dataset.test_batches = []
+    optimizer = HF(classifier(), dataset, damping=1.0, max_cg_iter=30, run_dir=tmp_path,
+                   progress=False)
+    optimizer.run(max_iterations=2)
+    assert [(r["test_loss"], r["test_error"]) for r in optimizer.history] == [(None, None)] * 2
+    assert all(math.isfinite(r["train_loss"]) for r in optimizer.history)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["test_loss"], r["test_error"]) for r in records] == [(None, None)] * 2
+    assert (tmp_path / "results").read_text().count("test -  ") == 2
+
+
 def test_resumed_run_follows_the_uninterrupted_trajectory_bit_for_bit(xp, device, tmp_path):
     """Fresh training data every iteration (forget), checkpoint at 3, resume in a new optimizer:
     the parameters after 6 iterations are identical to an uninterrupted run's."""
@@ -178,6 +193,19 @@ def test_resume_with_other_settings_is_refused(xp, device, tmp_path):
         other.resume(tmp_path)
     other.resume(tmp_path, force=True)
     assert other.iteration == 1
+
+
+def test_resume_compares_the_line_search_limit_as_it_acts(xp, device, tmp_path):
+    """``max_line_search=None`` means the mode's limit: a run saved with Armijo's 60 spelled out
+    (as every checkpoint made before None existed) resumes under the default, and a limit that
+    acts differently is still refused."""
+    run_blobs(xp, device, iterations=1, run_dir=tmp_path, max_line_search=60)
+    same = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, progress=False)
+    assert same.resume(tmp_path).iteration == 1
+    other = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, progress=False,
+               line_search="armijo", max_line_search=59)
+    with pytest.raises(ValueError, match=r"config\.max_line_search: checkpoint 60, now 59"):
+        other.resume(tmp_path)
 
 
 def test_ctrl_c_saves_the_last_completed_iteration(xp, device, tmp_path):
@@ -284,6 +312,22 @@ def test_a_batch_with_no_counted_output_is_refused(xp, device):
 
 def test_a_new_run_in_a_run_dir_that_holds_one_is_refused(xp, device, tmp_path):
     run_blobs(xp, device, iterations=1, run_dir=tmp_path)
+    again = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, run_dir=tmp_path,
+               progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        again.run(max_iterations=2)
+    assert [json.loads(line)["iteration"]
+            for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_a_run_dir_with_only_the_previous_checkpoint_also_holds_a_run(xp, device, tmp_path):
+    """Killed between the two renames of a save, a run dir holds only checkpoint.prev.npz: it is
+    still a run (resume() reads it), so a new run there is refused and appends nothing to the
+    old run's metrics.jsonl."""
+    run_blobs(xp, device, iterations=1, run_dir=tmp_path)
+    latest = tmp_path / checkpoint.CHECKPOINT_NAME
+    latest.unlink()
+    assert checkpoint.previous_path(latest).exists()
     again = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, run_dir=tmp_path,
                progress=False)
     with pytest.raises(ValueError, match="already holds a run"):

@@ -16,6 +16,7 @@ Every equation is in derivations/cg-and-damping.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -41,15 +42,54 @@ def backtracking_steps(max_iterations: int) -> list[int]:
     return steps
 
 
+class _Norms:
+    """‖x_i‖ and ‖r_i‖ of one step, each computed when first read (one reduction and one float
+    from the device), then kept: the residual test and a callback share ‖r_i‖."""
+
+    def __init__(self, xp, x, residual):
+        self._xp, self._x, self._residual = xp, x, residual
+
+    @functools.cached_property
+    def x_norm(self) -> float:
+        return math.sqrt(float(self._xp.sum(self._x * self._x)))
+
+    @functools.cached_property
+    def residual_norm(self) -> float:
+        return math.sqrt(float(self._xp.sum(self._residual * self._residual)))
+
+
+@dataclass
+class _Iterate:
+    """The arithmetic's state at step i: x_i, r_i, p_i, r_iᵀ y_i and φ_i."""
+
+    x: Any
+    residual: Any
+    direction: Any
+    residual_dot: float
+    model_value: float
+    norms: _Norms = field(repr=False)
+
+
 @dataclass
 class CGStep:
-    """What one CG step reports to a callback: the rows of HF's detailed_results."""
+    """What one CG step reports to a callback: the rows of HF's detailed_results. ``x_norm`` and
+    ``residual_norm`` are computed when first read, so a callback that reads them only on some
+    steps (HF's log: every 10th) costs no extra reduction on the others."""
 
     step: int
     model_value: float       # φ(x_i)
-    x_norm: float            # ‖x_i‖
-    residual_norm: float     # ‖r_i‖
     seconds: float           # wall time of this step
+    norms: _Norms = field(repr=False, compare=False)
+
+    @property
+    def x_norm(self) -> float:
+        """‖x_i‖."""
+        return self.norms.x_norm
+
+    @property
+    def residual_norm(self) -> float:
+        """‖r_i‖."""
+        return self.norms.residual_norm
 
 
 @dataclass
@@ -62,6 +102,98 @@ class CGResult:
     n_steps: int = 0
     stop_reason: str = ""
     restarted_from_zero: bool = False  # the warm start had φ(x_0) > 0 and was dropped (C7)
+
+
+class _Arithmetic:
+    """The numbers of CG, (C1)-(C5) and (C7), for one system A x = b: no record of them."""
+
+    def __init__(self, xp, operator, b, preconditioner):
+        self.xp, self.operator, self.b, self.preconditioner = xp, operator, b, preconditioner
+
+    def model_value(self, x, residual):  # φ(x) = ½xᵀAx − bᵀx = −½ xᵀ(r + b), since Ax = b − r (C5)
+        return -0.5 * float(self.xp.sum(x * (residual + self.b)))
+
+    def precondition(self, residual):     # y = M⁻¹ r (C3)
+        return residual if self.preconditioner is None else residual / self.preconditioner
+
+    def start(self, x0) -> tuple[_Iterate, bool]:
+        """(the start x_0, r_0, p_0 = y_0, whether the warm start ``x0`` was dropped (C7))."""
+        x, residual = self.xp.zeros_like(self.b), self.b
+        restarted = False
+        if x0 is not None:
+            warm_residual = self.b - self.operator(x0)                           # r_0 = b − A x_0
+            if self.model_value(x0, warm_residual) <= 0.0:
+                x, residual = x0, warm_residual
+            else:
+                restarted = True   # worse than x = 0, where φ(0) = 0: start from 0 (C7)
+        preconditioned = self.precondition(residual)
+        start = _Iterate(x, residual,
+                         direction=preconditioned,                                   # p_0 = y_0
+                         residual_dot=float(self.xp.sum(residual * preconditioned)),  # r_0ᵀ y_0
+                         model_value=self.model_value(x, residual),
+                         norms=_Norms(self.xp, x, residual))
+        return start, restarted
+
+    def step(self, current: _Iterate) -> tuple[_Iterate | None, str]:
+        """(step i + 1, "") by (C1)-(C4), or (None, the stop reason) when it cannot be taken:
+        p_iᵀ A p_i not positive or a value not finite (the step is then never applied)."""
+        xp = self.xp
+        curvature_direction = self.operator(current.direction)                 # A p_i
+        curvature = float(xp.sum(current.direction * curvature_direction))     # p_iᵀ A p_i
+        if not math.isfinite(curvature):
+            return None, STOP_NOT_FINITE
+        if curvature <= 0.0:     # φ along p_i has no minimum (C0a): no step to take
+            return None, STOP_NON_POSITIVE_CURVATURE
+        step_size = current.residual_dot / curvature                           # (C1) α_i
+        new_x = current.x + step_size * current.direction                      # (C2) x_{i+1}
+        new_residual = current.residual - step_size * curvature_direction      # r_{i+1}
+        new_preconditioned = self.precondition(new_residual)                   # (C3) y_{i+1}
+        new_residual_dot = float(xp.sum(new_residual * new_preconditioned))
+        value = self.model_value(new_x, new_residual)                          # (C5) φ_{i+1}
+        if not (math.isfinite(value) and math.isfinite(new_residual_dot)):
+            return None, STOP_NOT_FINITE
+        beta = new_residual_dot / current.residual_dot
+        direction = new_preconditioned + beta * current.direction                       # (C4)
+        return _Iterate(new_x, new_residual, direction, new_residual_dot, value,
+                        _Norms(xp, new_x, new_residual)), ""
+
+
+class _Record:
+    """CG's bookkeeping: the model values, the kept iterates, the callback, the stop (C6)."""
+
+    def __init__(self, start: _Iterate, restarted: bool, keep: set, callback):
+        self.result = CGResult(solution=start.x, model_values=[start.model_value],
+                               restarted_from_zero=restarted)
+        self.keep, self.callback = keep, callback
+
+    def add(self, iterate: _Iterate, seconds: float) -> None:
+        """Record step i + 1: its model value, the iterate when kept, the callback."""
+        result = self.result
+        result.n_steps += 1
+        result.model_values.append(iterate.model_value)
+        result.solution = iterate.x
+        if result.n_steps in self.keep:
+            result.iterates.append((result.n_steps, iterate.x))
+        if self.callback is not None:
+            self.callback(CGStep(step=result.n_steps, model_value=iterate.model_value,
+                                 seconds=seconds, norms=iterate.norms))
+
+    def stalled(self, min_iterations: int, epsilon: float) -> bool:
+        """Martens' relative-progress stop after step i (C6)."""
+        step, values = self.result.n_steps, self.result.model_values
+        value = values[step]
+        # φ_{i−k} ≥ φ_i (C0b): the ratio below is the relative decrease over the window
+        window = max(10, math.ceil(0.1 * step))                             # (C6) k
+        return (step >= min_iterations and step > window and value < 0
+                and (value - values[step - window]) / value < window * epsilon)
+
+    def stop(self, reason: str) -> CGResult:
+        """The result, stopped for ``reason``; the kept iterates end with the last step."""
+        result = self.result
+        result.stop_reason = reason
+        if not result.iterates or result.iterates[-1][0] != result.n_steps:
+            result.iterates.append((result.n_steps, result.solution))
+        return result
 
 
 def conjugate_gradient(
@@ -101,7 +233,8 @@ def conjugate_gradient(
     keep_steps : list of int, optional
         Steps whose iterates are kept; default ``backtracking_steps(max_iterations)``.
     callback : callable, optional
-        Called with a :class:`CGStep` after every step.
+        Called with a :class:`CGStep` after every step; its norms ‖x‖ and ‖r‖ are computed only
+        when the callback reads them.
 
     Returns
     -------
@@ -118,75 +251,21 @@ def conjugate_gradient(
     if preconditioner is not None:
         check_shape("preconditioner", preconditioner, tuple(b.shape))
     keep = set(backtracking_steps(max_iterations) if keep_steps is None else keep_steps)
-
-    def model_value(x, residual):  # φ(x) = ½xᵀAx − bᵀx = −½ xᵀ(r + b), since Ax = b − r (C5)
-        return -0.5 * float(xp.sum(x * (residual + b)))
-
-    def precondition(residual):     # y = M⁻¹ r (C3)
-        return residual if preconditioner is None else residual / preconditioner
-
-    x, residual = xp.zeros_like(b), b
-    restarted = False
-    if x0 is not None:
-        warm_residual = b - operator(x0)                                     # r_0 = b − A x_0
-        if model_value(x0, warm_residual) <= 0.0:
-            x, residual = x0, warm_residual
-        else:
-            restarted = True   # the warm start is worse than x = 0 (φ(0) = 0): start from 0 (C7)
-    preconditioned = precondition(residual)
-    direction = preconditioned                                               # p_0 = y_0
-    residual_dot = float(xp.sum(residual * preconditioned))                  # r_0ᵀ y_0
-    model_values = [model_value(x, residual)]
-    result = CGResult(solution=x, model_values=model_values, restarted_from_zero=restarted)
-    if not math.isfinite(model_values[0]) or not math.isfinite(residual_dot):
-        result.stop_reason = STOP_NOT_FINITE
-        result.iterates.append((0, x))
-        return result
-
-    step = 0
+    arithmetic = _Arithmetic(xp, operator, b, preconditioner)
+    current, restarted = arithmetic.start(x0)
+    record = _Record(current, restarted, keep, callback)
+    if not (math.isfinite(current.model_value) and math.isfinite(current.residual_dot)):
+        return record.stop(STOP_NOT_FINITE)
     while True:
-        if step >= max_iterations:
-            result.stop_reason = STOP_MAX_ITERATIONS
-            break
-        if math.sqrt(float(xp.sum(residual * residual))) <= residual_tolerance:
-            result.stop_reason = STOP_RESIDUAL
-            break
+        if record.result.n_steps >= max_iterations:
+            return record.stop(STOP_MAX_ITERATIONS)
+        if current.norms.residual_norm <= residual_tolerance:
+            return record.stop(STOP_RESIDUAL)
         started = time.perf_counter()
-        curvature_direction = operator(direction)                            # A p_i
-        curvature = float(xp.sum(direction * curvature_direction))           # p_iᵀ A p_i
-        if not math.isfinite(curvature):
-            result.stop_reason = STOP_NOT_FINITE
-            break
-        if curvature <= 0.0:     # φ along p_i has no minimum (C0a): no step to take
-            result.stop_reason = STOP_NON_POSITIVE_CURVATURE
-            break
-        step_size = residual_dot / curvature                                 # (C1) α_i
-        new_x = x + step_size * direction                                    # (C2) x_{i+1}
-        new_residual = residual - step_size * curvature_direction            # r_{i+1}
-        new_preconditioned = precondition(new_residual)                      # (C3) y_{i+1}
-        new_residual_dot = float(xp.sum(new_residual * new_preconditioned))
-        value = model_value(new_x, new_residual)                             # (C5) φ_{i+1}
-        if not (math.isfinite(value) and math.isfinite(new_residual_dot)):
-            result.stop_reason = STOP_NOT_FINITE
-            break
-        direction = new_preconditioned + (new_residual_dot / residual_dot) * direction  # (C4)
-        x, residual, residual_dot = new_x, new_residual, new_residual_dot
-        step += 1
-        model_values.append(value)
-        result.solution, result.n_steps = x, step
-        if step in keep:
-            result.iterates.append((step, x))
-        if callback is not None:
-            callback(CGStep(step=step, model_value=value,
-                            x_norm=math.sqrt(float(xp.sum(x * x))),
-                            residual_norm=math.sqrt(float(xp.sum(residual * residual))),
-                            seconds=time.perf_counter() - started))
-        # φ_{i−k} ≥ φ_i (C0b): the ratio below is the relative decrease over the window
-        window = max(10, math.ceil(0.1 * step))                             # (C6) k
-        if (step >= min_iterations and step > window and value < 0
-                and (value - model_values[step - window]) / value < window * epsilon):
-            result.stop_reason = STOP_RELATIVE_PROGRESS
-            break
-    if not result.iterates or result.iterates[-1][0] != result.n_steps:
-        result.iterates.append((result.n_steps, result.solution))
-    return result
+        following, failure = arithmetic.step(current)
+        if following is None:
+            return record.stop(failure)
+        current = following
+        record.add(current, time.perf_counter() - started)
+        if record.stalled(min_iterations, epsilon):
+            return record.stop(STOP_RELATIVE_PROGRESS)

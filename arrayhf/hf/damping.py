@@ -37,14 +37,13 @@ class LevenbergMarquardt:
     drop: float = 2.0 / 3.0
     lower_ratio: float = 0.25
     upper_ratio: float = 0.75
-    min_damping: float = 0.0
 
     def update(self, damping: float, rho: float) -> float:
         """The next λ given the current λ and ρ (a NaN ρ counts as −∞)."""
         if math.isnan(rho) or rho < self.lower_ratio:
             return damping * self.boost
         if rho > self.upper_ratio:
-            return max(damping * self.drop, self.min_damping)
+            return damping * self.drop
         return damping
 
 

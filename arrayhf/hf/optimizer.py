@@ -1,142 +1,63 @@
 """The Hessian-free loop (Martens 2010; the 2011 release's ``opt.hf``), over any model and data set.
 
-One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"):
+One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"), each phase a method:
 
 1. fresh training data (``dataset.forget()``, from the second iteration on);
-2. the objective f(θ) = L(θ) + ½ w ‖θ‖² and its gradient g = ∇L + wθ on the gradient batches,
-   each batch weighted by its count of unmasked outputs (eq. (H1));
-3. the forward pass of this iteration's curvature batch, computed once;
-4. CG on (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where
-   every product G v reuses that forward pass;
-5. backtracking: walking back from the last kept CG iterate while the objective keeps decreasing,
-   the first local minimum met (eq. (H4); not the lowest objective of all kept iterates);
-6. ρ = actual / predicted reduction (eq. (D1)) and the Levenberg-Marquardt update of λ (eq. (D2));
-7. a line search along the chosen p (Armijo, eq. (H5), or the release's "first step that lowers
-   the loss");
-   a step that finds no decrease, or meets a non-finite loss, is rejected and θ is unchanged;
-8. the record of the iteration; ``run()`` then appends it to ``history``, logs it, applies the stop
-   test and writes a checkpoint every ``save_every`` iterations.
+2. ``_evaluate_gradient``: f(θ) = L(θ) + ½ w ‖θ‖² and g = ∇L + wθ on the gradient batches, each
+   batch weighted by its count of unmasked outputs (eq. (H1); hf/objective.py);
+3. ``_solve``: the forward pass of this iteration's curvature batch, computed once, and CG on
+   (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where every
+   product G v reuses that forward pass;
+4. ``_backtrack``: walking back from the last kept CG iterate while the objective keeps
+   decreasing, the first local minimum met (eq. (H4); not the lowest of all kept iterates);
+5. ``_rho_and_damping``: ρ = actual / predicted reduction (eq. (D1)), then the
+   Levenberg-Marquardt update of λ (eq. (D2));
+6. ``_line_search`` along the chosen p (Armijo, eq. (H5), or the release's "first step that
+   lowers the loss"); a step that finds no decrease, or meets a non-finite loss, is rejected and
+   θ is unchanged;
+7. ``_record``: the record of the iteration; ``run()`` then appends it to ``history``, logs it,
+   applies the stop test and writes a checkpoint every ``save_every`` iterations.
 
-Python floats are pulled from the arrays only at these decision points (losses, ρ, CG's scalars).
+The settings are hf/settings.py's ``HFConfig``; what a checkpoint saves and a resume checks and
+restores is in hf/state.py. Python floats are pulled from the arrays only at the decision points
+(losses, ρ, CG's scalars).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import pathlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from numbers import Integral, Real
+from typing import NamedTuple
 
 import array_api_compat
 
-from arrayhf import backend, checkpoint
+from arrayhf import checkpoint
 from arrayhf._validate import (
-    check_batch_values,
     check_finite,
     check_floating,
     check_shape,
+    is_integer,
     namespace_of,
 )
+from arrayhf.hf import state
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
+from arrayhf.hf.objective import BatchObjective
 from arrayhf.hf.runlog import RunLog
-
-CHECKPOINT_NAME = checkpoint.CHECKPOINT_NAME
-
-
-@dataclass(frozen=True)
-class HFConfig:
-    """The settings of an HF run; saved in every checkpoint and compared on resume.
-
-    Where the 2011 release and Martens' code differ, both are available
-    (derivations/cg-and-damping.md, "2011 release vs Martens"):
-    ``rho_model`` "damped" (release) or "undamped" (Martens); ``line_search`` "armijo" (Martens:
-    c = 1e-2, rate 0.8, ≤ 60 tries) or "decrease" (release: first 0.8ⁱ step that lowers the loss,
-    i < 50).
-    """
-
-    damping: float = 1.0                 # initial λ
-    structural_damping_mu: float = 0.0   # μ: structural damping weight λμ (recurrent models)
-    max_cg_iter: int = 250
-    min_cg_iter: int = 1
-    cg_epsilon: float = 5e-4             # ε of the relative-progress stop
-    cg_decay: float = 0.95               # warm start: previous solution × decay
-    grad_batches: tuple | None = None    # batch ids for f and g; None = every training batch
-    curvature_batches: tuple | None = None  # cycled, one per iteration; None = training batches
-    backtrack_batches: tuple | None = None  # objective for backtracking; None = grad_batches
-    weight_cost: float = 0.0             # w of ½ w ‖θ‖²
-    preconditioner: bool = False         # Martens' (F + λ + w)^0.75, F = (1/N) Σ m_p g_p² (H3)
-    rho_model: str = "undamped"
-    line_search: str = "armijo"
-    armijo_c: float = 1e-2
-    line_search_rate: float = 0.8
-    max_line_search: int = 60
-    damping_boost: float = 1.5
-    damping_drop: float = 2.0 / 3.0
-    test_every: int = 1
-
-    def __post_init__(self):
-        if self.rho_model not in ("damped", "undamped"):
-            raise ValueError(f"expected rho_model 'damped' or 'undamped', got {self.rho_model!r}")
-        if self.line_search not in ("armijo", "decrease"):
-            raise ValueError(f"expected line_search 'armijo' or 'decrease', got "
-                             f"{self.line_search!r}")
-        for name, low, high, closed in _RANGES:
-            value = getattr(self, name)
-            integral = name in _INTEGER_SETTINGS
-            if isinstance(value, bool) or not isinstance(value, Integral if integral else Real):
-                kind = "an integer" if integral else "a number"
-                raise TypeError(f"expected {name} to be {kind}, got {value!r}")
-            inside = (low <= value <= high) if closed else (low < value < high)
-            if not (math.isfinite(value) and inside):
-                interval = f"[{low}, {high}]" if closed else f"({low}, {high})"
-                raise ValueError(f"expected {name} in {interval}, got {value}")
-            object.__setattr__(self, name, int(value) if integral else float(value))
-        if isinstance(self.damping, bool) or not isinstance(self.damping, Real):
-            raise TypeError(f"expected damping to be a number, got {self.damping!r}")
-        object.__setattr__(self, "damping", float(self.damping))
-        if not (self.damping > 0 and math.isfinite(self.damping)):
-            raise ValueError(f"expected a positive finite initial damping, got {self.damping}")
-        if self.min_cg_iter > self.max_cg_iter:
-            raise ValueError(f"expected min_cg_iter <= max_cg_iter, got {self.min_cg_iter} > "
-                             f"{self.max_cg_iter}")
-        for name in ("grad_batches", "curvature_batches", "backtrack_batches"):
-            value = getattr(self, name)
-            if value is not None:
-                if not isinstance(value, list | tuple) or not value:
-                    raise TypeError(f"expected {name} to be a non-empty list of batch ids or "
-                                    f"None, got {value!r}")
-                object.__setattr__(self, name, tuple(_as_id(i) for i in value))
-
-    def to_json(self) -> dict:
-        """The settings as JSON-ready values (tuples become lists), as checkpoints store them."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+from arrayhf.hf.settings import HFConfig
 
 
-# (setting, low, high, closed interval?) checked by HFConfig
-_RANGES = (
-    ("structural_damping_mu", 0.0, math.inf, True),
-    ("max_cg_iter", 1, math.inf, True),
-    ("min_cg_iter", 0, math.inf, True),
-    ("cg_epsilon", 0.0, 1.0, True),      # 0: no relative-progress stop
-    ("cg_decay", 0.0, 1.0, True),
-    ("weight_cost", 0.0, math.inf, True),
-    ("armijo_c", 0.0, 1.0, False),
-    ("line_search_rate", 0.0, 1.0, False),
-    ("max_line_search", 1, math.inf, True),
-    ("damping_boost", 1.0, math.inf, False),
-    ("damping_drop", 0.0, 1.0, False),
-    ("test_every", 0, math.inf, True),
-)
-_INTEGER_SETTINGS = ("max_cg_iter", "min_cg_iter", "max_line_search", "test_every")
+class _Ratio(NamedTuple):
+    """ρ of (D1) with its two parts, the slope gᵀp the line search (H5) needs, and λ' (D2)."""
 
-
-def _as_id(batch_id):
-    return tuple(batch_id) if isinstance(batch_id, list | tuple) else batch_id
+    rho: float
+    numerator: float      # f(θ + p) − f(θ)
+    denominator: float    # q(p) − q(0), the predicted change
+    slope: float          # gᵀp
+    next_damping: float   # λ' before the line search (a rejected step raises it further)
 
 
 class HF:
@@ -177,7 +98,7 @@ class HF:
         self.dataset = dataset
         self.config = HFConfig(**settings)
         self.seed = seed
-        if isinstance(save_every, bool) or not isinstance(save_every, Integral) or save_every < 0:
+        if not is_integer(save_every) or save_every < 0:
             raise ValueError(f"expected save_every to be an integer >= 0, got {save_every!r}")
         self.save_every = int(save_every)
         self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
@@ -199,7 +120,8 @@ class HF:
             dataset.batch(batch_id)   # an unknown id raises the data set's KeyError now
         first = dataset.batch(train_ids[0])
         self.xp = namespace_of(first.inputs, first.targets, first.mask)
-        self._checked_batches: set = set()
+        self.batch_objective = BatchObjective(model, dataset, self.xp,
+                                              weight_cost=self.config.weight_cost)
         if params is None:
             params = model.init(seed, xp=self.xp, dtype=first.targets.dtype,  # inputs may be ids
                                 device=array_api_compat.device(first.inputs))
@@ -226,138 +148,37 @@ class HF:
         ids = list(self.config.curvature_batches or self.dataset.train_batches)
         return ids[(iteration - 1) % len(ids)]
 
-    def _batch(self, batch_id):
-        """The data set's batch, its values checked the first time this iteration's data is read
-        (finite, mask >= 0 counting some output): bad data is refused before any work on it."""
-        batch = self.dataset.batch(batch_id)
-        key = repr(batch_id)
-        if key not in self._checked_batches:
-            check_batch_values(self.xp, f"batch {batch_id!r}", batch)
-            self._checked_batches.add(key)
-        return batch
-
-    def _output_count(self, batch) -> float:
-        """N_β, the batch's count of unmasked outputs: the weight of its loss in (H1)."""
-        if batch.mask is None:
-            count = float(math.prod(batch.targets.shape[:-1]))
-        else:
-            count = float(self.xp.sum(self.xp.astype(batch.mask, batch.targets.dtype)))
-        if not count > 0:
-            raise ValueError(f"a batch with no counted output (mask sum {count}, targets of "
-                             f"shape {list(batch.targets.shape)}): its mean loss is undefined")
-        return count
-
-    def _weight_penalty(self, params) -> float:
-        w = self.config.weight_cost
-        return 0.5 * w * float(self.xp.sum(params * params)) if w else 0.0
-
-    def _data_loss(self, params, batch_ids) -> float:
-        """L(θ) of (H1): the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ N_β
-        (each batch weighted by its number of counted outputs)."""
-        total, count = 0.0, 0.0
-        for batch_id in batch_ids:
-            batch = self._batch(batch_id)
-            outputs = self._output_count(batch)
-            total += outputs * float(self.model.loss(params, batch))
-            count += outputs
-        return total / count
-
     def _objective(self, params, batch_ids) -> float:
-        """f(θ) = L(θ) + ½ w ‖θ‖² of (H1); +inf when not finite."""
-        value = self._data_loss(params, batch_ids) + self._weight_penalty(params)
-        return value if math.isfinite(value) else math.inf
+        """f(θ) of (H1) on the batches; +inf when not finite."""
+        return self.batch_objective.value(params, batch_ids)
 
     def _loss_and_gradient(self, params, batch_ids):
-        """(f(θ), g) of (H1) over the batches, g = Σ N_β ∇L_β / Σ N_β + wθ, weighted like
-        :meth:`_data_loss`."""
-        total_loss, gradient, count = 0.0, None, 0.0
-        for batch_id in batch_ids:
-            batch = self._batch(batch_id)
-            outputs = self._output_count(batch)
-            cache = self.model.forward(params, batch.inputs)
-            total_loss += outputs * float(self.model.loss(params, batch, cache))
-            part = outputs * self.model.gradient(params, batch, cache)
-            gradient = part if gradient is None else gradient + part
-            count += outputs
-        gradient = gradient / count
-        if self.config.weight_cost:
-            gradient = gradient + self.config.weight_cost * params
-        return total_loss / count + self._weight_penalty(params), gradient
+        """(f(θ), g) of (H1) on the batches, each weighted by its count of unmasked outputs."""
+        return self.batch_objective.value_and_gradient(params, batch_ids)
 
-    # -- one HF iteration ------------------------------------------------------------------
+    # -- one HF iteration, phase by phase ----------------------------------------------------
     def step(self) -> dict:
         """Run one HF iteration and return its metrics record (``run()`` appends it to
         ``history`` and logs it; ``step()`` alone does neither)."""
-        config, xp = self.config, self.xp
         started = time.perf_counter()
         iteration = self.iteration + 1
         if iteration > 1:
             self.dataset.forget()
-            self._checked_batches = set()
-        params = self.params
+            self.batch_objective.new_data()
+        params, damping = self.params, self.damping
         grad_ids = self._train_ids()
         for batch_id in dict.fromkeys([*grad_ids, self._curvature_id(iteration)]):
-            self._batch(batch_id)   # every batch of this iteration checked before any work
-        objective, gradient = self._loss_and_gradient(params, grad_ids)
-        gradient_norm = math.sqrt(float(xp.sum(gradient * gradient)))
-        if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
-            raise FloatingPointError(
-                f"iteration {iteration}: at the current parameters the objective is {objective} "
-                f"and |gradient| is {gradient_norm}: check the data for NaN/Inf")
-
-        damping = self.damping
-        structural = structural_damping_coefficient(damping, config.structural_damping_mu)
-        curvature_batch = self._batch(self._curvature_id(iteration))
-        cache = self.model.forward(params, curvature_batch.inputs)   # once for all of CG
-        shift = damping + config.weight_cost
-
-        def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
-            return (self.model.gauss_newton_product(params, curvature_batch, v, cache,
-                                                    structural_damping=structural)
-                    + shift * v)
-
-        preconditioner = None
-        if config.preconditioner:   # (H3)
-            squared = self.model.per_case_squared_gradient(params, curvature_batch, cache)
-            preconditioner = (squared + shift) ** 0.75
-
-        warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
-        self.log.start_cg(iteration)
-        cg = conjugate_gradient(
-            damped_product, -gradient, warm_start, preconditioner=preconditioner,
-            max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
-            epsilon=config.cg_epsilon, callback=self.log.cg_step)
-
-        # backtracking over the kept iterates, from the last one backwards (H4)
-        backtrack_ids = list(config.backtrack_batches or grad_ids)
-        chosen = len(cg.iterates) - 1
-        chosen_value = self._objective(params + cg.iterates[chosen][1], backtrack_ids)
-        for index in range(len(cg.iterates) - 2, -1, -1):
-            value = self._objective(params + cg.iterates[index][1], backtrack_ids)
-            if value >= chosen_value:
-                break
-            chosen, chosen_value = index, value
+            self.batch_objective.batch(batch_id)   # all of this iteration checked before any work
+        objective, gradient, gradient_norm = self._evaluate_gradient(params, grad_ids, iteration)
+        cg, rho_product = self._solve(params, gradient, iteration)
+        chosen, new_objective = self._backtrack(params, cg.iterates, grad_ids)
         chosen_step, direction = cg.iterates[chosen]
-
-        # ρ: actual over predicted reduction (D1); the model damped or not
-        new_objective = (chosen_value if backtrack_ids == grad_ids
-                         else self._objective(params + direction, grad_ids))
-        if config.rho_model == "damped":
-            curvature_direction = damped_product(direction)
-        else:
-            curvature_direction = (self.model.gauss_newton_product(params, curvature_batch,
-                                                                   direction, cache)
-                                   + config.weight_cost * direction)
-        slope = float(xp.sum(gradient * direction))                        # gᵀp
-        predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
-        rho = reduction_ratio(objective, new_objective, predicted)
-        next_damping = self.rule.update(damping, rho)
-
-        # line search along p (H5)
+        ratio = self._rho_and_damping(gradient, direction, objective, new_objective, rho_product)
+        next_damping = ratio.next_damping
         step_size, accepted_objective = self._line_search(params, direction, objective,
-                                                          new_objective, slope, grad_ids)
+                                                          new_objective, ratio.slope, grad_ids)
         if step_size == 0.0:
-            next_damping = max(next_damping, damping * config.damping_boost)  # rejected: raise λ
+            next_damping = max(next_damping, damping * self.config.damping_boost)  # rejected
             new_params = params
         else:
             new_params = params + step_size * direction
@@ -369,43 +190,89 @@ class HF:
         self.iteration = iteration
         self.cg_total += cg.n_steps
         self._dataset_state = self._get_dataset_state()
+        return self._record(started, accepted_objective, gradient_norm, damping, ratio, cg,
+                            chosen_step, step_size)
 
-        record = {
-            "iteration": iteration,
-            "train_loss": accepted_objective - self._weight_penalty(new_params),
-            "objective": accepted_objective,
-            "test_loss": None,
-            "test_error": None,
-            "grad_norm": gradient_norm,
-            "theta_norm": math.sqrt(float(xp.sum(new_params * new_params))),
-            "damping": damping,
-            "next_damping": next_damping,
-            "rho": rho,
-            "rho_numerator": new_objective - objective,
-            "rho_denominator": predicted,
-            "cg_steps": cg.n_steps,
-            "cg_total": self.cg_total,
-            "cg_stop": cg.stop_reason,
-            "cg_warm_start_dropped": cg.restarted_from_zero,
-            "chosen_iterate": chosen_step,
-            "line_search_step": step_size,
-            "seconds": None,
-        }
-        if config.test_every and iteration % config.test_every == 0:
-            record["test_loss"], record["test_error"] = self._evaluate_test(new_params)
-        record["seconds"] = time.perf_counter() - started
-        return record
+    def _evaluate_gradient(self, params, grad_ids, iteration):
+        """(f(θ), g, ‖g‖) of (H1) on the gradient batches; FloatingPointError when f(θ) or g is
+        not finite at the current parameters (no step can be judged from there)."""
+        objective, gradient = self._loss_and_gradient(params, grad_ids)
+        gradient_norm = math.sqrt(float(self.xp.sum(gradient * gradient)))
+        if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
+            raise FloatingPointError(
+                f"iteration {iteration}: at the current parameters the objective is {objective} "
+                f"and |gradient| is {gradient_norm}: check the data for NaN/Inf")
+        return objective, gradient, gradient_norm
+
+    def _solve(self, params, gradient, iteration):
+        """CG on the damped system A p = −g of (H2), warm-started from ``cg_decay`` × the previous
+        solution, with Martens' preconditioner (H3) when chosen. Returns the CG result and
+        v ↦ B v, the matrix of ρ's model (D1), on the same cached forward pass."""
+        config, model = self.config, self.model
+        structural = structural_damping_coefficient(self.damping, config.structural_damping_mu)
+        curvature_batch = self.batch_objective.batch(self._curvature_id(iteration))
+        cache = model.forward(params, curvature_batch.inputs)   # once for all of CG
+        shift = self.damping + config.weight_cost
+
+        def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
+            return (model.gauss_newton_product(params, curvature_batch, v, cache,
+                                               structural_damping=structural)
+                    + shift * v)
+
+        def undamped_product(v):     # (G + w I) v, Martens' model for ρ (D1)
+            return (model.gauss_newton_product(params, curvature_batch, v, cache)
+                    + config.weight_cost * v)
+
+        preconditioner = None
+        if config.preconditioner:   # (H3)
+            squared = model.per_case_squared_gradient(params, curvature_batch, cache)
+            preconditioner = (squared + shift) ** 0.75
+
+        warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
+        self.log.start_cg(iteration)
+        cg = conjugate_gradient(
+            damped_product, -gradient, warm_start, preconditioner=preconditioner,
+            max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
+            epsilon=config.cg_epsilon, callback=self.log.cg_step)
+        return cg, (damped_product if config.rho_model == "damped" else undamped_product)
+
+    def _backtrack(self, params, iterates, grad_ids):
+        """(H4): walk back from the last kept CG iterate while the objective on the backtracking
+        batches keeps decreasing. Returns (index of the chosen iterate, f(θ + p) on the gradient
+        batches), the latter reused when the two sets of batches are the same."""
+        backtrack_ids = list(self.config.backtrack_batches or grad_ids)
+        chosen = len(iterates) - 1
+        chosen_value = self._objective(params + iterates[chosen][1], backtrack_ids)
+        for index in range(len(iterates) - 2, -1, -1):
+            value = self._objective(params + iterates[index][1], backtrack_ids)
+            if value >= chosen_value:
+                break
+            chosen, chosen_value = index, value
+        if backtrack_ids != grad_ids:   # ρ (D1) and the line search (H5) judge f on B
+            chosen_value = self._objective(params + iterates[chosen][1], grad_ids)
+        return chosen, chosen_value
+
+    def _rho_and_damping(self, gradient, direction, objective, new_objective, rho_product):
+        """ρ of (D1) at the chosen step p, actual over predicted reduction with the prediction
+        from the damped or undamped quadratic model (``rho_model``; ``rho_product`` is v ↦ B v),
+        and the next λ by the Levenberg-Marquardt rule (D2)."""
+        xp = self.xp
+        curvature_direction = rho_product(direction)                                   # B p
+        slope = float(xp.sum(gradient * direction))                                    # gᵀp
+        predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
+        rho = reduction_ratio(objective, new_objective, predicted)                     # (D1)
+        return _Ratio(rho=rho, numerator=new_objective - objective, denominator=predicted,
+                      slope=slope, next_damping=self.rule.update(self.damping, rho))  # (D2)
 
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
         """(η, f(θ + ηp)): the first step length of 1, γ, γ², … (γ = ``line_search_rate``) that
         passes the test, Armijo's (H5) or the release's plain decrease, or (0, f(θ)) when none
-        does within the allowed tries (the step is rejected)."""
+        does within ``max_line_search`` tries, or the mode's own limit (the step is rejected)."""
         config = self.config
         if config.line_search == "armijo" and not slope < 0:
             return 0.0, objective   # not a descent direction: no step length can pass
-        tries = config.max_line_search if config.line_search == "armijo" else 50
         step_size, value = 1.0, objective_at_one
-        for attempt in range(tries):
+        for attempt in range(config.line_search_tries):
             if attempt > 0:
                 step_size *= config.line_search_rate
                 value = self._objective(params + step_size * direction, grad_ids)
@@ -417,21 +284,37 @@ class HF:
                 return step_size, value
         return 0.0, objective
 
-    def _evaluate_test(self, params):
-        losses, errors, counts = 0.0, 0.0, 0.0
-        has_error = True
-        for batch_id in self.dataset.test_batches:
-            batch = self._batch(batch_id)
-            outputs = self._output_count(batch)
-            cache = self.model.forward(params, batch.inputs)
-            losses += outputs * float(self.model.loss(params, batch, cache))
-            error = self.dataset.zero_one_error(batch, cache.predictions)
-            if error is None:
-                has_error = False
-            else:
-                errors += outputs * float(error)
-            counts += outputs
-        return losses / counts, (errors / counts if has_error else None)
+    def _record(self, started, objective, gradient_norm, damping, ratio, cg, chosen_step,
+                step_size) -> dict:
+        """The metrics record of the iteration just committed (θ, λ' and the counters are the
+        optimizer's), with the test set evaluated every ``test_every`` iterations."""
+        params, iteration = self.params, self.iteration
+        record = {
+            "iteration": iteration,
+            "train_loss": objective - self.batch_objective.weight_penalty(params),
+            "objective": objective,
+            "test_loss": None,
+            "test_error": None,
+            "grad_norm": gradient_norm,
+            "theta_norm": math.sqrt(float(self.xp.sum(params * params))),
+            "damping": damping,
+            "next_damping": self.damping,
+            "rho": ratio.rho,
+            "rho_numerator": ratio.numerator,
+            "rho_denominator": ratio.denominator,
+            "cg_steps": cg.n_steps,
+            "cg_total": self.cg_total,
+            "cg_stop": cg.stop_reason,
+            "cg_warm_start_dropped": cg.restarted_from_zero,
+            "chosen_iterate": chosen_step,
+            "line_search_step": step_size,
+            "seconds": None,
+        }
+        if self.config.test_every and iteration % self.config.test_every == 0:
+            record["test_loss"], record["test_error"] = (
+                self.batch_objective.test_loss_and_error(params, self.dataset.test_batches))
+        record["seconds"] = time.perf_counter() - started
+        return record
 
     # -- running, checkpoints, resume ------------------------------------------------------
     def run(self, max_iterations: int, stop: Callable[[dict], bool] | None = None) -> list[dict]:
@@ -441,9 +324,11 @@ class HF:
         completed iteration, then the KeyboardInterrupt goes on).
         """
         if (self.iteration == 0 and not self._resumed and self.run_dir is not None
-                and (self.run_dir / CHECKPOINT_NAME).exists()):
-            raise ValueError(f"{self.run_dir} already holds a run (its {CHECKPOINT_NAME}): call "
-                             f"resume() to continue it, or choose another run_dir")
+                and state.holds_run(self.run_dir)):
+            latest = checkpoint.CHECKPOINT_NAME
+            raise ValueError(f"{self.run_dir} already holds a run (its {latest} or "
+                             f"{checkpoint.previous_path(latest).name}): call resume() to "
+                             f"continue it, or choose another run_dir")
         self.log.start_run(self.iteration, max_iterations)
         if self.iteration == 0 and not self._resumed:
             self.save()   # from here on a kill at any moment leaves a checkpoint to resume
@@ -470,30 +355,14 @@ class HF:
 
     def state_arrays_and_meta(self):
         """(host arrays, JSON description) of the last completed iteration: what save() writes."""
-        arrays = {"params": backend.to_numpy(self.params)}
-        if self.cg_warm_start is not None:
-            arrays["cg_warm_start"] = backend.to_numpy(self.cg_warm_start)
-        model_config = self.model.config() if hasattr(self.model, "config") else None
-        meta = {
-            "kind": "hf_run",
-            "iteration": self.iteration,
-            "damping": self.damping,
-            "cg_total": self.cg_total,
-            "seed": self.seed,
-            "dataset_state": self._dataset_state,
-            "config": self.config.to_json(),
-            "model": model_config,
-            "dtype": str(self.params.dtype).split(".")[-1],
-            "run_info": self.run_info,
-        }
-        return arrays, meta
+        return state.arrays_and_meta(self)
 
     def save(self, path=None):
         """Write the state of the last completed iteration (atomic; the previous file is kept)."""
         if path is None:
             if self.run_dir is None:
                 return None
-            path = self.run_dir / CHECKPOINT_NAME
+            path = state.checkpoint_path(self.run_dir)
         arrays, meta = self.state_arrays_and_meta()
         return checkpoint.save(path, arrays, meta)
 
@@ -507,73 +376,20 @@ class HF:
         run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
         if run_dir is None:
             raise ValueError("resume needs a run_dir")
-        arrays, meta, _ = checkpoint.load_latest(run_dir / CHECKPOINT_NAME)
-        differences = _differences(meta.get("config", {}), self.config.to_json(), "config")
-        if hasattr(self.model, "config"):
-            differences += _differences(meta.get("model") or {}, self.model.config(), "model")
-        if self.run_info is not None or meta.get("run_info") is not None:
-            differences += _differences(meta.get("run_info") or {}, self.run_info or {}, "run")
-        if differences and not force:
-            raise ValueError("the checkpoint was made with other settings: "
-                             + "; ".join(differences)
-                             + " (force=True, or 'arrayhf resume --force', resumes anyway)")
-        params, warm_start, damping, iteration, cg_total = self._read_state(arrays, meta, run_dir)
-        if meta.get("dataset_state") is not None and hasattr(self.dataset, "set_state"):
-            try:
-                self.dataset.set_state(meta["dataset_state"])   # checks its own state first
-            except ValueError as error:
-                if not force:
-                    raise
-                self.log.message(f"forced resume: the data set's state was not restored "
-                                 f"({error}); it goes on from its own seed")
+        arrays, meta, _ = checkpoint.load_latest(state.checkpoint_path(run_dir))
+        state.refuse_other_settings(meta, self, force=force)
+        saved = state.read_state(arrays, meta, run_dir, n_params=self.model.n_params,
+                                 like=self.params)
+        state.restore_dataset_state(self.dataset, meta, force=force, log=self.log)
         # every check passed: only now is this optimizer's state replaced
-        self.params, self.cg_warm_start, self.damping = params, warm_start, damping
-        self.iteration, self.cg_total = iteration, cg_total
+        self.params, self.cg_warm_start, self.damping = (saved.params, saved.cg_warm_start,
+                                                         saved.damping)
+        self.iteration, self.cg_total = saved.iteration, saved.cg_total
         self._dataset_state = self._get_dataset_state()
-        self._checked_batches = set()
+        self.batch_objective.new_data()
         if self.run_dir is None:
             self.run_dir = run_dir
             self.log = RunLog(run_dir, echo=self.progress)
         self.history = self.log.resume(self.iteration)
         self._resumed = True
         return self
-
-
-    def _read_state(self, arrays, meta, run_dir):
-        """(params, CG warm start, λ, iteration, CG total) of a checkpoint, on this optimizer's
-        backend, dtype and device; CheckpointError when anything is missing or malformed."""
-        n_params = self.model.n_params
-        for name in ("params", "cg_warm_start"):
-            if name in arrays and arrays[name].shape != (n_params,):
-                raise checkpoint.CheckpointError(
-                    f"checkpoint in {run_dir}: expected {name} of shape [{n_params}], got "
-                    f"{list(arrays[name].shape)}")
-        if "params" not in arrays:
-            raise checkpoint.CheckpointError(f"checkpoint in {run_dir} has no 'params' array")
-        try:
-            damping, iteration = float(meta["damping"]), int(meta["iteration"])
-            cg_total = int(meta["cg_total"])
-        except (KeyError, TypeError, ValueError, OverflowError) as error:
-            raise checkpoint.CheckpointError(
-                f"checkpoint in {run_dir}: damaged description ({type(error).__name__}: {error})"
-            ) from error
-        if not (damping > 0 and math.isfinite(damping) and iteration >= 0 and cg_total >= 0):
-            raise checkpoint.CheckpointError(
-                f"checkpoint in {run_dir}: expected damping > 0 and counts >= 0, got damping "
-                f"{damping}, iteration {iteration}, cg_total {cg_total}")
-        dtype, device = self.params.dtype, array_api_compat.device(self.params)
-        moved = {name: backend.from_host(arrays[name], self.xp, dtype=dtype, device=device)
-                 for name in ("params", "cg_warm_start") if name in arrays}
-        for name, array in moved.items():
-            try:
-                check_finite(self.xp, f"the checkpoint's {name}", array)
-            except ValueError as error:
-                raise checkpoint.CheckpointError(f"checkpoint in {run_dir}: {error}") from error
-        return moved["params"], moved.get("cg_warm_start"), damping, iteration, cg_total
-
-
-def _differences(saved, current: dict, label: str) -> list[str]:
-    saved = saved if isinstance(saved, dict) else {"(description)": saved}
-    keys = sorted(set(saved) | set(current))
-    return [f"{label}.{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
-            for key in keys if saved.get(key) != current.get(key)]

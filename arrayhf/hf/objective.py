@@ -1,0 +1,107 @@
+"""The objective of HF over a data set's batches: f(θ) = L(θ) + ½ w ‖θ‖² and its gradient (H1).
+
+L is the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ N_β, so each batch
+weighs by its count of unmasked outputs N_β (derivations/cg-and-damping.md, (H1)). The test loss
+and zero-one error are weighted the same way. Every batch's values are checked the first time an
+iteration's data is read: bad data is refused where it enters, before any work on it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from arrayhf._validate import check_batch_values
+
+
+class BatchObjective:
+    """f, L and g of (H1) for ``model`` on the batches of ``dataset`` (arrays of ``xp``)."""
+
+    def __init__(self, model, dataset, xp, *, weight_cost: float):
+        self.model, self.dataset, self.xp = model, dataset, xp
+        self.weight_cost = weight_cost
+        self._checked: set = set()
+
+    def new_data(self) -> None:
+        """The data set's batches may have changed (``forget``, a restored state): check each
+        again the first time it is read."""
+        self._checked = set()
+
+    def batch(self, batch_id):
+        """The data set's batch, its values checked the first time this iteration's data is read
+        (finite, mask >= 0 counting some output)."""
+        batch = self.dataset.batch(batch_id)
+        key = repr(batch_id)
+        if key not in self._checked:
+            check_batch_values(self.xp, f"batch {batch_id!r}", batch)
+            self._checked.add(key)
+        return batch
+
+    def output_count(self, batch) -> float:
+        """N_β, the batch's count of unmasked outputs: the weight of its loss in (H1)."""
+        if batch.mask is None:
+            count = float(math.prod(batch.targets.shape[:-1]))
+        else:
+            count = float(self.xp.sum(self.xp.astype(batch.mask, batch.targets.dtype)))
+        if not count > 0:
+            raise ValueError(f"a batch with no counted output (mask sum {count}, targets of "
+                             f"shape {list(batch.targets.shape)}): its mean loss is undefined")
+        return count
+
+    def weight_penalty(self, params) -> float:
+        """½ w ‖θ‖², the weight cost of (H1)."""
+        w = self.weight_cost
+        return 0.5 * w * float(self.xp.sum(params * params)) if w else 0.0
+
+    def data_loss(self, params, batch_ids) -> float:
+        """L(θ) of (H1): the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ N_β
+        (each batch weighted by its number of counted outputs)."""
+        total, count = 0.0, 0.0
+        for batch_id in batch_ids:
+            batch = self.batch(batch_id)
+            outputs = self.output_count(batch)
+            total += outputs * float(self.model.loss(params, batch))
+            count += outputs
+        return total / count
+
+    def value(self, params, batch_ids) -> float:
+        """f(θ) = L(θ) + ½ w ‖θ‖² of (H1); +inf when not finite."""
+        value = self.data_loss(params, batch_ids) + self.weight_penalty(params)
+        return value if math.isfinite(value) else math.inf
+
+    def value_and_gradient(self, params, batch_ids):
+        """(f(θ), g) of (H1) over the batches, g = Σ N_β ∇L_β / Σ N_β + wθ, weighted like
+        :meth:`data_loss`."""
+        total_loss, gradient, count = 0.0, None, 0.0
+        for batch_id in batch_ids:
+            batch = self.batch(batch_id)
+            outputs = self.output_count(batch)
+            cache = self.model.forward(params, batch.inputs)
+            total_loss += outputs * float(self.model.loss(params, batch, cache))
+            part = outputs * self.model.gradient(params, batch, cache)
+            gradient = part if gradient is None else gradient + part
+            count += outputs
+        gradient = gradient / count
+        if self.weight_cost:
+            gradient = gradient + self.weight_cost * params
+        return total_loss / count + self.weight_penalty(params), gradient
+
+    def test_loss_and_error(self, params, batch_ids):
+        """(L(θ), zero-one error) over the test batches, both weighted like :meth:`data_loss`;
+        the error is None when the data set gives none for some batch, and both are None when
+        there is no test batch (training without a test set)."""
+        if not batch_ids:
+            return None, None
+        losses, errors, counts = 0.0, 0.0, 0.0
+        has_error = True
+        for batch_id in batch_ids:
+            batch = self.batch(batch_id)
+            outputs = self.output_count(batch)
+            cache = self.model.forward(params, batch.inputs)
+            losses += outputs * float(self.model.loss(params, batch, cache))
+            error = self.dataset.zero_one_error(batch, cache.predictions)
+            if error is None:
+                has_error = False
+            else:
+                errors += outputs * float(error)
+            counts += outputs
+        return losses / counts, (errors / counts if has_error else None)
