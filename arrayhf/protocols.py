@@ -56,10 +56,16 @@ class HFModel(Protocol):
     def gauss_newton_product(self, params: Array, batch: Batch, v: Array, cache: Any = None,
                              structural_damping: float = 0.0) -> Array: ...
 
+    def config(self) -> dict: ...
+
+
+@runtime_checkable
+class CurvatureOperatorModel(HFModel, Protocol):
+    """A model that can also return its product as an operator with the checks done once
+    (``arrayhf.Model`` does); ``HF`` uses it when it is there, ``gauss_newton_product`` when not."""
+
     def gauss_newton_operator(self, params: Array, batch: Batch, cache: Any = None,
                               structural_damping: float = 0.0) -> Callable[[Array], Array]: ...
-
-    def config(self) -> dict: ...
 
 
 @runtime_checkable

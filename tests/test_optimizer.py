@@ -334,3 +334,24 @@ def test_a_run_dir_with_only_the_previous_checkpoint_also_holds_a_run(xp, device
         again.run(max_iterations=2)
     assert [json.loads(line)["iteration"]
             for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_a_model_without_an_operator_trains_through_its_product(xp, device):
+    """HF uses a model's gauss_newton_operator when it has one and its gauss_newton_product when
+    not (a user's own model need not have the operator): the same trajectory either way."""
+
+    class ProductOnly:
+        """The FNN seen through the methods HF needs, without gauss_newton_operator."""
+
+        def __init__(self, model):
+            self._model = model
+            for name in ("output", "n_params", "init", "forward", "r_forward", "backprop",
+                         "loss", "gradient", "gauss_newton_product", "config", "predict"):
+                setattr(self, name, getattr(model, name))
+
+    with_operator = run_blobs(xp, device, iterations=3)
+    settings = {"damping": 1.0, "max_cg_iter": 50, "progress": False}
+    without = HF(ProductOnly(classifier()), blobs(xp, device), seed=0, **settings)
+    without.run(max_iterations=3)
+    assert not hasattr(without.model, "gauss_newton_operator")
+    assert relative_error(without.params, with_operator.params) <= 1e-12

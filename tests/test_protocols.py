@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import arrayhf
-from arrayhf.protocols import HFDataset, HFModel, ResumableDataset
+from arrayhf.protocols import CurvatureOperatorModel, HFDataset, HFModel, ResumableDataset
 
 from datasets import blobs
 
@@ -16,6 +16,7 @@ def test_every_model_satisfies_the_model_protocol():
               arrayhf.MRNN(3, 4, 2, 3, variant="release")]
     for model in models:
         assert isinstance(model, HFModel), type(model).__name__
+        assert isinstance(model, CurvatureOperatorModel), type(model).__name__
 
 
 def test_every_data_set_satisfies_the_data_set_protocol(xp, device):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arrayhf import backend
 from arrayhf._validate import check_shape, namespace_of
 
 STOP_RELATIVE_PROGRESS = "relative_progress"
@@ -43,19 +44,21 @@ def backtracking_steps(max_iterations: int) -> list[int]:
 
 
 class _Norms:
-    """‖x_i‖ and ‖r_i‖ of one step, each computed when first read (one reduction and one float
-    from the device), then kept: the residual test and a callback share ‖r_i‖."""
+    """‖x_i‖ and ‖r_i‖ of one step. ‖r_i‖ comes with the step's other scalars (the residual test
+    needs it every step); ‖x_i‖ is computed when first read (one reduction and one host sync),
+    so a callback that reads it only on some steps costs nothing on the others."""
 
-    def __init__(self, xp, x, residual):
-        self._xp, self._x, self._residual = xp, x, residual
+    def __init__(self, xp, x, residual_norm: float):
+        self._xp, self._x, self.residual_norm = xp, x, residual_norm
 
     @functools.cached_property
     def x_norm(self) -> float:
         return math.sqrt(float(self._xp.sum(self._x * self._x)))
 
-    @functools.cached_property
-    def residual_norm(self) -> float:
-        return math.sqrt(float(self._xp.sum(self._residual * self._residual)))
+
+def _to_host(xp, *scalars) -> list[float]:
+    """0-d arrays as Python floats, moved to the host together: one device-to-host sync."""
+    return [float(value) for value in backend.to_numpy(xp.stack(scalars))]
 
 
 @dataclass
@@ -65,7 +68,7 @@ class _Iterate:
     x: Any
     residual: Any
     direction: Any
-    residual_dot: float
+    residual_dot: Any        # r_iᵀ y_i, a 0-d array (α and β are formed on the device)
     model_value: float
     norms: _Norms = field(repr=False)
 
@@ -105,57 +108,66 @@ class CGResult:
 
 
 class _Arithmetic:
-    """The numbers of CG, (C1)-(C5) and (C7), for one system A x = b: no record of them."""
+    """The numbers of CG, (C1)-(C5) and (C7), for one system A x = b: no record of them.
+
+    α_i and β_i stay on the device; a step pulls two host values: p_iᵀAp_i (its sign decides
+    whether the step is taken) and then r_{i+1}ᵀy_{i+1}, φ_{i+1} and ‖r_{i+1}‖² together."""
 
     def __init__(self, xp, operator, b, preconditioner):
         self.xp, self.operator, self.b, self.preconditioner = xp, operator, b, preconditioner
 
     def model_value(self, x, residual):  # φ(x) = ½xᵀAx − bᵀx = −½ xᵀ(r + b), since Ax = b − r (C5)
-        return -0.5 * float(self.xp.sum(x * (residual + self.b)))
+        return -0.5 * self.xp.sum(x * (residual + self.b))
 
     def precondition(self, residual):     # y = M⁻¹ r (C3)
         return residual if self.preconditioner is None else residual / self.preconditioner
 
-    def start(self, x0) -> tuple[_Iterate, bool]:
-        """(the start x_0, r_0, p_0 = y_0, whether the warm start ``x0`` was dropped (C7))."""
+    def iterate(self, x, residual, preconditioned, direction) -> tuple[_Iterate, float]:
+        """The iterate (x, r, p) with rᵀy, φ and ‖r‖ (one host sync); also rᵀy as a float."""
+        xp = self.xp
+        residual_dot = xp.sum(residual * preconditioned)
+        dot, value, squared = _to_host(xp, residual_dot, self.model_value(x, residual),
+                                       xp.sum(residual * residual))
+        norms = _Norms(xp, x, math.sqrt(squared))   # NaN stays NaN: the step then fails
+        return _Iterate(x, residual, direction, residual_dot, value, norms), dot
+
+    def start(self, x0) -> tuple[_Iterate, float, bool]:
+        """(the start x_0, r_0, p_0 = y_0; r_0ᵀy_0; whether the warm start ``x0`` was dropped
+        (C7))."""
         x, residual = self.xp.zeros_like(self.b), self.b
         restarted = False
         if x0 is not None:
             warm_residual = self.b - self.operator(x0)                           # r_0 = b − A x_0
-            if self.model_value(x0, warm_residual) <= 0.0:
+            if float(self.model_value(x0, warm_residual)) <= 0.0:
                 x, residual = x0, warm_residual
             else:
                 restarted = True   # worse than x = 0, where φ(0) = 0: start from 0 (C7)
         preconditioned = self.precondition(residual)
-        start = _Iterate(x, residual,
-                         direction=preconditioned,                                   # p_0 = y_0
-                         residual_dot=float(self.xp.sum(residual * preconditioned)),  # r_0ᵀ y_0
-                         model_value=self.model_value(x, residual),
-                         norms=_Norms(self.xp, x, residual))
-        return start, restarted
+        start, dot = self.iterate(x, residual, preconditioned, preconditioned)     # p_0 = y_0
+        return start, dot, restarted
 
     def step(self, current: _Iterate) -> tuple[_Iterate | None, str]:
         """(step i + 1, "") by (C1)-(C4), or (None, the stop reason) when it cannot be taken:
         p_iᵀ A p_i not positive or a value not finite (the step is then never applied)."""
         xp = self.xp
         curvature_direction = self.operator(current.direction)                 # A p_i
-        curvature = float(xp.sum(current.direction * curvature_direction))     # p_iᵀ A p_i
-        if not math.isfinite(curvature):
+        curvature = xp.sum(current.direction * curvature_direction)            # p_iᵀ A p_i
+        curvature_value = float(curvature)
+        if not math.isfinite(curvature_value):
             return None, STOP_NOT_FINITE
-        if curvature <= 0.0:     # φ along p_i has no minimum (C0a): no step to take
+        if curvature_value <= 0.0:     # φ along p_i has no minimum (C0a): no step to take
             return None, STOP_NON_POSITIVE_CURVATURE
         step_size = current.residual_dot / curvature                           # (C1) α_i
         new_x = current.x + step_size * current.direction                      # (C2) x_{i+1}
         new_residual = current.residual - step_size * curvature_direction      # r_{i+1}
         new_preconditioned = self.precondition(new_residual)                   # (C3) y_{i+1}
-        new_residual_dot = float(xp.sum(new_residual * new_preconditioned))
-        value = self.model_value(new_x, new_residual)                          # (C5) φ_{i+1}
-        if not (math.isfinite(value) and math.isfinite(new_residual_dot)):
+        following, dot = self.iterate(new_x, new_residual, new_preconditioned,
+                                      current.direction)                       # (C5) φ_{i+1}
+        if not (math.isfinite(following.model_value) and math.isfinite(dot)):
             return None, STOP_NOT_FINITE
-        beta = new_residual_dot / current.residual_dot
-        direction = new_preconditioned + beta * current.direction                       # (C4)
-        return _Iterate(new_x, new_residual, direction, new_residual_dot, value,
-                        _Norms(xp, new_x, new_residual)), ""
+        beta = following.residual_dot / current.residual_dot
+        following.direction = new_preconditioned + beta * current.direction             # (C4)
+        return following, ""
 
 
 class _Record:
@@ -252,9 +264,9 @@ def conjugate_gradient(
         check_shape("preconditioner", preconditioner, tuple(b.shape))
     keep = set(backtracking_steps(max_iterations) if keep_steps is None else keep_steps)
     arithmetic = _Arithmetic(xp, operator, b, preconditioner)
-    current, restarted = arithmetic.start(x0)
+    current, residual_dot, restarted = arithmetic.start(x0)
     record = _Record(current, restarted, keep, callback)
-    if not (math.isfinite(current.model_value) and math.isfinite(current.residual_dot)):
+    if not (math.isfinite(current.model_value) and math.isfinite(residual_dot)):
         return record.stop(STOP_NOT_FINITE)
     while True:
         if record.result.n_steps >= max_iterations:

@@ -214,14 +214,15 @@ class HF:
         cache = model.forward(params, curvature_batch.inputs)   # once for all of CG
         shift = self.damping + config.weight_cost
 
+        # the products of this iteration share one forward pass and one set of checks
+        curvature_product = _curvature_operator(model, params, curvature_batch, cache, structural)
+
         def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
-            return (model.gauss_newton_product(params, curvature_batch, v, cache,
-                                               structural_damping=structural)
-                    + shift * v)
+            return curvature_product(v) + shift * v
 
         def undamped_product(v):     # (G + w I) v, Martens' model for ρ (D1)
-            return (model.gauss_newton_product(params, curvature_batch, v, cache)
-                    + config.weight_cost * v)
+            gauss_newton = _curvature_operator(model, params, curvature_batch, cache, 0.0)
+            return gauss_newton(v) + config.weight_cost * v
 
         preconditioner = None
         if config.preconditioner:   # (H3)
@@ -393,3 +394,13 @@ class HF:
         self.history = self.log.resume(self.iteration)
         self._resumed = True
         return self
+
+
+def _curvature_operator(model, params, batch, cache, structural: float):
+    """v ↦ (G + λμS) v on one curvature batch: the model's ``gauss_newton_operator`` (its checks
+    done once), or, for a model that has only ``gauss_newton_product``, that product."""
+    make_operator = getattr(model, "gauss_newton_operator", None)
+    if make_operator is not None:
+        return make_operator(params, batch, cache, structural_damping=structural)
+    return lambda v: model.gauss_newton_product(params, batch, v, cache,
+                                                structural_damping=structural)
