@@ -27,24 +27,28 @@ class Layout:
                         for name, start, size in zip(self.names, starts, sizes)}
         self.n_params = sum(sizes)
 
-    def unflatten(self, flat) -> dict:
-        """``{name: block}``, each block a reshaped slice (a view where the backend has views)."""
+    def unflatten(self, flat, *, xp=None) -> dict:
+        """``{name: block}``, each block a reshaped slice (a view where the backend has views).
+        A model's passes pass their namespace ``xp``, looked up once per public call."""
         check_shape("params (flat vector)", flat, (self.n_params,))
-        xp = namespace_of(flat)
+        if xp is None:
+            xp = namespace_of(flat)
         return {
             name: xp.reshape(flat[start:stop], self.shapes[name])
             for name, (start, stop) in self.offsets.items()
         }
 
-    def flatten(self, blocks: Mapping) -> object:
-        """The flat vector of ``blocks`` (every name of the layout, each of its shape)."""
+    def flatten(self, blocks: Mapping, *, xp=None) -> object:
+        """The flat vector of ``blocks`` (every name of the layout, each of its shape); ``xp``
+        as for :meth:`unflatten`."""
         missing = [name for name in self.names if name not in blocks]
         extra = [name for name in blocks if name not in self.shapes]
         if missing or extra:
             raise ValueError(f"expected blocks {self.names}, missing {missing}, unexpected {extra}")
         for name in self.names:
             check_shape(f"block {name}", blocks[name], self.shapes[name])
-        xp = namespace_of(*blocks.values())
+        if xp is None:
+            xp = namespace_of(*blocks.values())
         return xp.concat([xp.reshape(blocks[name], (-1,)) for name in self.names])
 
     def __repr__(self) -> str:

@@ -116,7 +116,7 @@ class FNN(Model):
     # -- the three passes, side by side ----------------------------------------------------
     def _forward(self, params, inputs, *, xp):
         """Forward pass, derivations/fnn.md eq. (F1)-(F3)."""
-        blocks = self.layout.unflatten(params)
+        blocks = self.layout.unflatten(params, xp=xp)
         hidden = inputs                                                   # h_0 = x
         hiddens, slopes = [hidden], []
         for layer, nonlinearity in enumerate(self.hidden, start=1):
@@ -132,8 +132,8 @@ class FNN(Model):
     def _r_forward(self, params, v, inputs, cache, *, xp):
         """R-forward pass R{z} = J v, derivations/fnn.md eq. (F4)-(F6): the forward pass with
         R{·} applied line by line; v's blocks are R{W_l}, R{b_l}, and R{h_0} = 0."""
-        blocks = self.layout.unflatten(params)
-        directions = self.layout.unflatten(v)
+        blocks = self.layout.unflatten(params, xp=xp)
+        directions = self.layout.unflatten(v, xp=xp)
         r_hidden = None                                                   # R{h_0} = 0
         for layer in range(1, self.n_layers):
             r_pre = (cache.hiddens[layer - 1] @ directions[f"W_{layer}"]  # (F4) R{a_l}
@@ -162,13 +162,13 @@ class FNN(Model):
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp):
         """Backward pass Jᵀ δ, derivations/fnn.md eq. (F7)-(F10): the forward lines in reverse,
         δa_L = δz."""
-        blocks = self.layout.unflatten(params)
+        blocks = self.layout.unflatten(params, xp=xp)
         deltas = self._pre_activation_deltas(blocks, cache, delta_net_output)
         gradient_blocks = {}
         for layer, delta_pre in deltas.items():
             gradient_blocks[f"W_{layer}"] = cache.hiddens[layer - 1].T @ delta_pre   # (F7)
             gradient_blocks[f"b_{layer}"] = xp.sum(delta_pre, axis=0)               # (F8)
-        return self.layout.flatten(gradient_blocks)
+        return self.layout.flatten(gradient_blocks, xp=xp)
 
     def per_case_squared_gradient(self, params, batch, cache=None):
         """(1/N) Σ_p m_p g_p ⊙ g_p, g_p the gradient of case p's own loss ℓ_p: the diagonal of the

@@ -195,7 +195,7 @@ class MRNN(RecurrentModel):
     # -- the three passes, side by side ----------------------------------------------------
     def _forward(self, params, inputs, *, xp):
         """Forward pass, derivations/mrnn.md eq. (M1)-(M6)."""
-        blocks = self.layout.unflatten(params)
+        blocks = self.layout.unflatten(params, xp=xp)
         input_to_factor, hidden_to_factor, factor_to_hidden, input_to_hidden = self._roles(blocks)
         gate_pre = self._input_product(xp, inputs, input_to_factor)      # e_t = x_t W_{x→f}
         gates, gate_slopes = gate_pre, None                              # (M1) g_t = e_t (paper)
@@ -231,8 +231,8 @@ class MRNN(RecurrentModel):
         """R-forward pass R{z} = J v, derivations/mrnn.md eq. (M7)-(M12): the forward pass with
         R{·} applied line by line, the product rule through the factors (M9). With ``with_pre``
         it also returns R{a} [T, B, n_h] (for structural damping)."""
-        blocks = self.layout.unflatten(params)
-        directions = self.layout.unflatten(v)
+        blocks = self.layout.unflatten(params, xp=xp)
+        directions = self.layout.unflatten(v, xp=xp)
         _, hidden_to_factor, factor_to_hidden, _ = self._roles(blocks)
         (r_input_to_factor, r_hidden_to_factor, r_factor_to_hidden,
          r_input_to_hidden) = self._roles(directions)
@@ -268,7 +268,7 @@ class MRNN(RecurrentModel):
         """Backpropagation through time Jᵀ δ, derivations/mrnn.md eq. (M13)-(M23): the forward
         lines in reverse. ``delta_pre_extra`` [T, B, n_h] is added to every δa_t (the structural
         damping term's Jᵀ, eq. (S3), (M24))."""
-        blocks = self.layout.unflatten(params)
+        blocks = self.layout.unflatten(params, xp=xp)
         _, hidden_to_factor, factor_to_hidden, _ = self._roles(blocks)
         delta_from_output = delta_net_output @ blocks["W_hy"].T          # (M13) δz_t W_hyᵀ
         delta_hidden_factor = xp.zeros_like(cache.hidden_factors[0, ...])  # δc_{T+1} = 0
@@ -308,7 +308,7 @@ class MRNN(RecurrentModel):
         if self.biases:
             gradient_blocks["b_h"] = xp.sum(delta_pres, axis=(0, 1))                    # (M18)
             gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))              # (M21)
-        return self.layout.flatten(gradient_blocks)
+        return self.layout.flatten(gradient_blocks, xp=xp)
 
     # -- argument checks: float inputs or character ids ------------------------------------
     def _check_inputs(self, xp, params, inputs):

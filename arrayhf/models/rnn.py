@@ -131,7 +131,7 @@ class RNN(RecurrentModel):
     # -- the three passes, side by side ----------------------------------------------------
     def _forward(self, params, inputs, *, xp):
         """Forward pass, derivations/rnn.md eq. (R1)-(R3)."""
-        blocks = self.layout.unflatten(params)
+        blocks = self.layout.unflatten(params, xp=xp)
         input_part = inputs @ blocks["W_xh"]                              # x_t W_xh, every t
         if self.biases:
             input_part = input_part + blocks["b_h"]
@@ -157,8 +157,8 @@ class RNN(RecurrentModel):
 
         All but h_t R{W_hy} happens inside the loop over steps, on [B, ·] slices that stay in the
         CPU's caches: no [T, B, n_h] temporary is written and read back."""
-        blocks = self.layout.unflatten(params)
-        directions = self.layout.unflatten(v)
+        blocks = self.layout.unflatten(params, xp=xp)
+        directions = self.layout.unflatten(v, xp=xp)
         r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
         r_pres, r_outputs = [], []
         for step in range(inputs.shape[0]):
@@ -181,7 +181,7 @@ class RNN(RecurrentModel):
         lines in reverse. ``delta_pre_extra`` [T, B, n_h] is added to every δa_t (the structural
         damping term's Jᵀ, eq. (S3)). The sums over t of (R10) are accumulated inside the loop,
         on slices that stay in the CPU's caches."""
-        blocks = self.layout.unflatten(params)
+        blocks = self.layout.unflatten(params, xp=xp)
         delta_pre = xp.zeros_like(cache.hiddens[0, ...])                  # δa_{T+1} = 0
         gradient_xh = gradient_hh = gradient_bh = 0.0
         for step in range(inputs.shape[0] - 1, -1, -1):
@@ -204,4 +204,4 @@ class RNN(RecurrentModel):
         if self.biases:
             gradient_blocks["b_h"] = gradient_bh
             gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))           # (R11)
-        return self.layout.flatten(gradient_blocks)
+        return self.layout.flatten(gradient_blocks, xp=xp)

@@ -1,0 +1,197 @@
+"""The CG loop's overhead: host syncs per CG step, argument checks per G v, and the time of one
+small HF iteration, for this tree against a baseline tree (an older checkout), in the same run.
+
+    git worktree add /tmp/baseline ce4df77          # any older commit
+    python bench/hot_path.py --baseline /tmp/baseline
+    python bench/hot_path.py --quick                # this tree only, small counts
+
+What is counted, on torch CPU, during the ``conjugate_gradient`` call of HF iterations (CG run to
+``max_cg_iter`` steps, ``cg_epsilon`` 0):
+
+* host syncs: calls that move a value from the device to Python (``Tensor.__float__``,
+  ``__bool__``, ``__int__``, ``item``, ``numpy``, ``tolist``) per CG step;
+* checks: calls of ``arrayhf._validate.namespace_of`` per Gauss-Newton product (a product is one
+  ``_r_forward`` call).
+
+What is timed: one HF iteration (``HF.step``) of a small FNN (blobs, 5-32-3 softmax, 300 cases)
+and a small RNN (addition, T = 20, 30 tanh units, 100 sequences), numpy and torch, median of
+``--repeats`` iterations after warm-up, baseline and this tree alternating process by process so
+that drifts of the machine hit both alike. Each tree runs in its own Python process (its own
+``arrayhf`` on ``sys.path``), so the two never share imported code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+SYNC_METHODS = ("__float__", "__bool__", "__int__", "item", "numpy", "tolist")
+
+
+def _problems(xp, arrayhf):
+    """(name, model, data set) of the two timed problems, built with the public API only."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 5)) * 2.0
+    labels = rng.integers(0, 3, 360)
+    inputs = centres[labels] + rng.standard_normal((360, 5))
+    targets = np.eye(3)[labels]
+    to = lambda a: arrayhf.backend.from_host(a, xp)  # noqa: E731
+    blobs = arrayhf.ArrayDataset(to(inputs[:300]), to(targets[:300]), to(inputs[300:]),
+                                 to(targets[300:]), batch_size=300)
+    addition = arrayhf.Pathological("addition", 20, batch_size=100, n_train_batches=1,
+                                    n_test_batches=1, xp=xp)
+    return [("FNN 5-32-3", arrayhf.FNN([5, 32, 3], hidden="tanh", output="softmax"), blobs),
+            ("RNN addition T=20", arrayhf.RNN(2, 30, 1, biases=False), addition)]
+
+
+def _optimizer(arrayhf, model, dataset, max_cg):
+    return arrayhf.HF(model, dataset, damping=1.0, max_cg_iter=max_cg, cg_epsilon=0.0,
+                      progress=False, test_every=0)
+
+
+def _count(arrayhf, max_cg: int) -> dict:
+    """Host syncs per CG step and namespace_of calls per product, on torch CPU."""
+    import torch
+
+    from arrayhf.hf import optimizer as optimizer_module
+
+    counts = {"syncs": 0, "checks": 0, "products": 0, "steps": 0, "active": False}
+    for method in SYNC_METHODS:
+        original = getattr(torch.Tensor, method)
+
+        def counting(self, *args, _original=original, **kwargs):
+            if counts["active"]:
+                counts["syncs"] += 1
+            return _original(self, *args, **kwargs)
+
+        setattr(torch.Tensor, method, counting)
+    original_namespace = arrayhf._validate.namespace_of
+
+    def counting_namespace(*arrays):
+        if counts["active"]:
+            counts["checks"] += 1
+        return original_namespace(*arrays)
+
+    for module in [m for name, m in sys.modules.items() if name.startswith("arrayhf")]:
+        if getattr(module, "namespace_of", None) is original_namespace:
+            module.namespace_of = counting_namespace
+    original_cg = optimizer_module.conjugate_gradient
+
+    def counting_cg(*args, **kwargs):
+        counts["active"] = True
+        try:
+            result = original_cg(*args, **kwargs)
+        finally:
+            counts["active"] = False
+        counts["steps"] += result.n_steps
+        return result
+
+    optimizer_module.conjugate_gradient = counting_cg
+    results = {}
+    xp = arrayhf.backend.namespace("torch")
+    for name, model, dataset in _problems(xp, arrayhf):
+        original_r_forward = type(model)._r_forward
+
+        def counting_r_forward(self, *args, _original=original_r_forward, **kwargs):
+            if counts["active"]:
+                counts["products"] += 1
+            return _original(self, *args, **kwargs)
+
+        type(model)._r_forward = counting_r_forward
+        for key in ("syncs", "checks", "products", "steps"):
+            counts[key] = 0
+        _optimizer(arrayhf, model, dataset, max_cg).run(max_iterations=2)
+        type(model)._r_forward = original_r_forward
+        results[name] = {"syncs per CG step": counts["syncs"] / counts["steps"],
+                         "namespace_of per G v": counts["checks"] / max(counts["products"], 1),
+                         "CG steps": counts["steps"]}
+    optimizer_module.conjugate_gradient = original_cg
+    return results
+
+
+def _time(arrayhf, backend_name: str, repeats: int, max_cg: int) -> dict:
+    """Median seconds of one HF iteration of each problem on one backend."""
+    xp = arrayhf.backend.namespace(backend_name)
+    results = {}
+    for name, model, dataset in _problems(xp, arrayhf):
+        optimizer = _optimizer(arrayhf, model, dataset, max_cg)
+        optimizer.step()                                   # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        results[name] = statistics.median(times)
+    return results
+
+
+def worker(tree: str, repeats: int, max_cg: int) -> None:
+    """Measure the ``arrayhf`` of ``tree`` and print the results as one JSON line."""
+    sys.path.insert(0, tree)
+    import arrayhf
+
+    assert pathlib.Path(arrayhf.__file__).resolve().is_relative_to(pathlib.Path(tree).resolve())
+    output = {"counts": _count(arrayhf, max_cg),
+              "seconds": {b: _time(arrayhf, b, repeats, max_cg) for b in ("numpy", "torch")}}
+    print(json.dumps(output))
+
+
+def _run_worker(tree, repeats, max_cg) -> dict:
+    command = [sys.executable, __file__, "--worker", str(tree), "--repeats", str(repeats),
+               "--max-cg", str(max_cg)]
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    finished = subprocess.run(command, capture_output=True, text=True, check=True,
+                              env=environment, cwd=HERE)
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default=None, help="an older checkout to compare with")
+    parser.add_argument("--repeats", type=int, default=15, help="timed HF iterations (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per tree, alternating")
+    parser.add_argument("--max-cg", type=int, default=50, help="CG steps per HF iteration")
+    parser.add_argument("--quick", action="store_true", help="small counts, this tree only")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.repeats, args.max_cg)
+        return
+    if args.quick:
+        args.repeats, args.rounds, args.max_cg, args.baseline = 2, 1, 10, None
+    trees = {"this tree": HERE.parent}
+    if args.baseline:
+        trees = {"baseline": pathlib.Path(args.baseline).resolve(), **trees}
+    runs = {name: [] for name in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            runs[name].append(_run_worker(tree, args.repeats, args.max_cg))
+    print(f"CG run to {args.max_cg} steps; torch CPU for the counts; medians over "
+          f"{args.rounds} processes x {args.repeats} HF iterations for the times")
+    for name, results in runs.items():
+        print(f"\n{name} ({trees[name]})")
+        for problem, counted in results[0]["counts"].items():
+            print(f"  {problem:20s} host syncs per CG step {counted['syncs per CG step']:.2f}, "
+                  f"namespace_of per G v {counted['namespace_of per G v']:.1f}")
+        for backend_name in ("numpy", "torch"):
+            for problem in results[0]["seconds"][backend_name]:
+                seconds = statistics.median(r["seconds"][backend_name][problem] for r in results)
+                line = f"  {backend_name:5s} {problem:20s} HF iteration {seconds * 1e3:8.2f} ms"
+                if name != "baseline" and "baseline" in runs:
+                    base = statistics.median(r["seconds"][backend_name][problem]
+                                             for r in runs["baseline"])
+                    line += f"   {seconds / base:.2f}x the baseline"
+                print(line)
+
+
+if __name__ == "__main__":
+    main()
