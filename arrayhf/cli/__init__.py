@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from arrayhf import backend
+from arrayhf import backend, threads
 from arrayhf.cli import inspect, pathological, text
 
 
@@ -29,13 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for family in (pathological, text, inspect):
         family.add_commands(commands)
+    for command in commands.choices.values():
+        command.add_argument("--threads", type=_threads, default=None,
+                             help="CPU threads: auto (every core when the machine is idle, a "
+                                  "fair share when another job runs; the default, or "
+                                  f"${threads.ENVIRONMENT}), off, or a number")
     return parser
+
+
+def _threads(value: str):
+    try:
+        return threads.parse(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv=None) -> int:
     """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.threads is not None:
+            threads.configure(args.threads)
         return args.run(args)
     except (backend.BackendError, ValueError, TypeError, KeyError, OSError, RuntimeError) as error:
         if os.environ.get("ARRAYHF_DEBUG"):

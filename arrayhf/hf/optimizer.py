@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import array_api_compat
 
-from arrayhf import checkpoint
+from arrayhf import checkpoint, threads
 from arrayhf._validate import (
     check_finite,
     check_floating,
@@ -161,6 +161,7 @@ class HF:
         """Run one HF iteration and return its metrics record (``run()`` appends it to
         ``history`` and logs it; ``step()`` alone does neither)."""
         started = time.perf_counter()
+        threads.adapt()     # every core when the machine is idle, a fair share when it is not
         iteration = self.iteration + 1
         if iteration > 1:
             self.dataset.forget()

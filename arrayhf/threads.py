@@ -1,0 +1,111 @@
+"""How many threads the CPU math uses, so that a run keeps its speed alone and its fair share
+beside another job (host side: it reads /proc and sets the backends' thread pools).
+
+The recurrent models do many small products per time step. With torch's OpenMP pool and numpy's
+BLAS pool at one thread per core, each small operation is a parallel region whose threads spin
+while they wait for one another; when a second process computes on the same cores, a waiting
+thread spins through the time slice its partner needs, and a run can slow down by 10-100x
+(bench/README.md, "A shared CPU"). With one thread per run, two runs share two cores fairly,
+but a run alone is slower.
+
+The setting, from ``ARRAYHF_THREADS`` or ``arrayhf train --threads`` (or :func:`configure`):
+
+* ``auto`` (the default): at the start of every HF iteration, count the runnable threads of
+  other processes (Linux: /proc/loadavg less this process's own running threads) and use
+  ``cores − others`` threads, at least one: every core when the machine is idle, a fair share
+  when it is not;
+* a positive integer N: always N threads;
+* ``off``: leave the backends' thread pools as they are (for a caller who sets them itself).
+
+Where /proc is not there (macOS, Windows), ``auto`` leaves the pools as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+ENVIRONMENT = "ARRAYHF_THREADS"
+_setting: int | str | None = None     # None: not read yet
+_current: int | None = None           # the count last applied
+
+
+def parse(value) -> int | str:
+    """``"auto"``, ``"off"`` or a positive int, from a string or an int; ValueError otherwise."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
+        return value.strip().lower()
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(value, bool) or count < 1 or str(count) != str(value).strip():
+        raise ValueError(f"expected threads 'auto', 'off' or a positive integer, got {value!r}")
+    return count
+
+
+def configure(value) -> None:
+    """Set the thread setting (as ``ARRAYHF_THREADS`` would) and apply it now."""
+    global _setting
+    _setting = parse(value)
+    adapt()
+
+
+def setting() -> int | str:
+    """The setting in force: the configured one, else ``ARRAYHF_THREADS``, else ``auto``."""
+    global _setting
+    if _setting is None:
+        _setting = parse(os.environ.get(ENVIRONMENT, "auto"))
+    return _setting
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def other_runnable() -> int | None:
+    """Runnable threads of other processes right now (Linux), or None where it cannot be known:
+    the running count of /proc/loadavg less this process's threads in state R."""
+    try:
+        running = int(pathlib.Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in pathlib.Path("/proc/self/task").iterdir():
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            own += state == "R"
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(running - own, 0)
+
+
+def adapt() -> int | None:
+    """Apply the setting: called by HF at the start of every iteration. Returns the thread count
+    in force (None with ``off``, or ``auto`` where /proc is missing)."""
+    choice = setting()
+    if choice == "off":
+        return None
+    if choice == "auto":
+        others = other_runnable()
+        if others is None:
+            return None
+        choice = max(cores() - others, 1)
+    _apply(int(choice))
+    return int(choice)
+
+
+def _apply(count: int) -> None:
+    """torch's intra-op pool and numpy's BLAS pool to ``count`` threads (when they are loaded)."""
+    global _current
+    if count == _current:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
+    if "numpy" in sys.modules:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(limits=count, user_api="blas")
+    _current = count
