@@ -37,20 +37,20 @@ from typing import Any
 
 from arrayhf import backend, initialization
 from arrayhf.layout import Layout
-from arrayhf.models.recurrent import RecurrentModel, flatten_time
+from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
 
 
 @dataclass(frozen=True)
 class RNNCache:
     """The forward pass, kept for R-forward and BPTT.
 
-    hiddens: [T, B, n_h] stacked h_1 … h_T; previous_hiddens: [T, B, n_h] stacked h_0 … h_{T−1}
-    (h_0 broadcast over the batch); slopes: [T, B, n_h] f'(a_t); net_output: z [T, B, n_out];
-    predictions: g(z).
+    hiddens: [T, B, n_h] stacked h_1 … h_T (h_{t−1} of every step, with h_0, comes from them:
+    ``previous_states``); initial: h_0 broadcast over the batch, [B, n_h]; slopes: [T, B, n_h]
+    f'(a_t); net_output: z [T, B, n_out]; predictions: g(z).
     """
 
     hiddens: Any
-    previous_hiddens: Any
+    initial: Any
     slopes: Any
     net_output: Any
     predictions: Any
@@ -135,18 +135,17 @@ class RNN(RecurrentModel):
         input_part = inputs @ blocks["W_xh"]                              # x_t W_xh, every t
         if self.biases:
             input_part = input_part + blocks["b_h"]
-        hidden = xp.broadcast_to(blocks["h_0"], (inputs.shape[1], self.n_hidden))
-        previous, hiddens = [], []
-        for step in range(inputs.shape[0]):
-            previous.append(hidden)
-            pre = input_part[step, ...] + hidden @ blocks["W_hh"]          # (R1) a_t
+        initial = xp.broadcast_to(blocks["h_0"], (inputs.shape[1], self.n_hidden))
+        hidden, hiddens = initial, []
+        for input_step in time_steps(xp, input_part):
+            pre = input_step + hidden @ blocks["W_hh"]                    # (R1) a_t
             hidden = self.hidden.value(xp, pre)                           # (R2) h_t = f(a_t)
             hiddens.append(hidden)
         hiddens = xp.stack(hiddens)
         net_output = hiddens @ blocks["W_hy"]                             # (R3) z_t
         if self.biases:
             net_output = net_output + blocks["b_y"]
-        return RNNCache(hiddens=hiddens, previous_hiddens=xp.stack(previous),
+        return RNNCache(hiddens=hiddens, initial=initial,
                         slopes=self.hidden.slope(xp, hiddens), net_output=net_output,
                         predictions=self.output._predict(xp, net_output))
 
@@ -161,13 +160,15 @@ class RNN(RecurrentModel):
         directions = self.layout.unflatten(v, xp=xp)
         r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
         r_pres, r_outputs = [], []
-        for step in range(inputs.shape[0]):
-            r_pre = (inputs[step, ...] @ directions["W_xh"]                # (R4) R{a_t}
-                     + cache.previous_hiddens[step, ...] @ directions["W_hh"]
+        steps = zip(time_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
+                    time_steps(xp, cache.slopes))
+        for input_step, previous, slope in steps:
+            r_pre = (input_step @ directions["W_xh"]                      # (R4) R{a_t}
+                     + previous @ directions["W_hh"]
                      + r_hidden @ blocks["W_hh"])
             if self.biases:
                 r_pre = r_pre + directions["b_h"]
-            r_hidden = cache.slopes[step, ...] * r_pre                    # (R5) R{h_t}
+            r_hidden = slope * r_pre                                      # (R5) R{h_t}
             r_outputs.append(r_hidden @ blocks["W_hy"])                   # (R6), first term
             if with_pre:
                 r_pres.append(r_pre)
@@ -182,16 +183,20 @@ class RNN(RecurrentModel):
         damping term's Jᵀ, eq. (S3)). The sums over t of (R10) are accumulated inside the loop,
         on slices that stay in the CPU's caches."""
         blocks = self.layout.unflatten(params, xp=xp)
-        delta_pre = xp.zeros_like(cache.hiddens[0, ...])                  # δa_{T+1} = 0
+        delta_pre = xp.zeros_like(cache.initial)                          # δa_{T+1} = 0
         gradient_xh = gradient_hh = gradient_bh = 0.0
-        for step in range(inputs.shape[0] - 1, -1, -1):
-            delta_hidden = (delta_net_output[step, ...] @ blocks["W_hy"].T  # (R7), (R8) δh_t
+        extras = (time_steps(xp, delta_pre_extra) if delta_pre_extra is not None
+                  else [None] * inputs.shape[0])
+        steps = list(zip(time_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
+                         time_steps(xp, cache.slopes), time_steps(xp, delta_net_output), extras))
+        for input_step, previous, slope, delta_output, extra in reversed(steps):
+            delta_hidden = (delta_output @ blocks["W_hy"].T               # (R7), (R8) δh_t
                             + delta_pre @ blocks["W_hh"].T)
-            delta_pre = cache.slopes[step, ...] * delta_hidden            # (R9) δa_t
-            if delta_pre_extra is not None:
-                delta_pre = delta_pre + delta_pre_extra[step, ...]
-            gradient_xh = gradient_xh + inputs[step, ...].T @ delta_pre                  # (R10)
-            gradient_hh = gradient_hh + cache.previous_hiddens[step, ...].T @ delta_pre  # (R10)
+            delta_pre = slope * delta_hidden                              # (R9) δa_t
+            if extra is not None:
+                delta_pre = delta_pre + extra
+            gradient_xh = gradient_xh + input_step.T @ delta_pre                         # (R10)
+            gradient_hh = gradient_hh + previous.T @ delta_pre                           # (R10)
             if self.biases:
                 gradient_bh = gradient_bh + xp.sum(delta_pre, axis=0)                    # (R10)
         flat = flatten_time
