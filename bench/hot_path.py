@@ -15,8 +15,9 @@ What is counted, on torch CPU, during the ``conjugate_gradient`` call of HF iter
 
 What is timed: one HF iteration (``HF.step``) of a small FNN (blobs, 5-32-3 softmax, 300 cases)
 and a small RNN (addition, T = 20, 30 tanh units, 100 sequences), numpy and torch, median of
-``--repeats`` iterations after warm-up, baseline and this tree alternating process by process so
-that drifts of the machine hit both alike. Each tree runs in its own Python process (its own
+``--repeats`` iterations after warm-up; and one G v and one gradient of the release's RNN (100
+units) at T = 100 on 500 sequences (what the recurrent cache's layout affects). Baseline and this
+tree alternate process by process, so that drifts of the machine hit both alike. Each tree runs in its own Python process (its own
 ``arrayhf`` on ``sys.path``), so the two never share imported code.
 """
 
@@ -134,6 +135,33 @@ def _time(arrayhf, backend_name: str, repeats: int, max_cg: int) -> dict:
     return results
 
 
+def _products(arrayhf, backend_name: str, repeats: int) -> dict:
+    """Median seconds of one G v (cached forward pass) and one gradient of the release's RNN
+    (100 tanh units) on addition at T = 100 with 500 sequences."""
+    import numpy as np
+
+    xp = arrayhf.backend.namespace(backend_name)
+    data = arrayhf.Pathological("addition", 100, batch_size=500, n_train_batches=1,
+                                n_test_batches=1, xp=xp)
+    model = arrayhf.RNN(2, 100, 1, biases=False)
+    params = model.init(0, xp=xp)
+    batch = data.batch(data.train_batches[0])
+    cache = model.forward(params, batch.inputs)
+    v = arrayhf.backend.from_host(np.random.default_rng(0).standard_normal(model.n_params), xp)
+    timed = {"RNN T=100 B=500 G v": lambda: model.gauss_newton_product(params, batch, v, cache),
+             "RNN T=100 B=500 gradient": lambda: model.gradient(params, batch)}
+    results = {}
+    for name, function in timed.items():
+        float(function()[0])                               # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            float(function()[0])
+            times.append(time.perf_counter() - started)
+        results[name] = statistics.median(times)
+    return results
+
+
 def worker(tree: str, repeats: int, max_cg: int) -> None:
     """Measure the ``arrayhf`` of ``tree`` and print the results as one JSON line."""
     sys.path.insert(0, tree)
@@ -141,7 +169,9 @@ def worker(tree: str, repeats: int, max_cg: int) -> None:
 
     assert pathlib.Path(arrayhf.__file__).resolve().is_relative_to(pathlib.Path(tree).resolve())
     output = {"counts": _count(arrayhf, max_cg),
-              "seconds": {b: _time(arrayhf, b, repeats, max_cg) for b in ("numpy", "torch")}}
+              "seconds": {b: {**_time(arrayhf, b, repeats, max_cg),
+                              **_products(arrayhf, b, max(repeats // 3, 3))}
+                          for b in ("numpy", "torch")}}
     print(json.dumps(output))
 
 
@@ -185,7 +215,8 @@ def main() -> None:
         for backend_name in ("numpy", "torch"):
             for problem in results[0]["seconds"][backend_name]:
                 seconds = statistics.median(r["seconds"][backend_name][problem] for r in results)
-                line = f"  {backend_name:5s} {problem:20s} HF iteration {seconds * 1e3:8.2f} ms"
+                label = problem if " B=" in problem else f"{problem} HF iteration"
+                line = f"  {backend_name:5s} {label:34s} {seconds * 1e3:8.2f} ms"
                 if name != "baseline" and "baseline" in runs:
                     base = statistics.median(r["seconds"][backend_name][problem]
                                              for r in runs["baseline"])
