@@ -17,8 +17,8 @@ What is timed: one HF iteration (``HF.step``) of a small FNN (blobs, 5-32-3 soft
 and a small RNN (addition, T = 20, 30 tanh units, 100 sequences), numpy and torch, median of
 ``--repeats`` iterations after warm-up; and one G v and one gradient of the release's RNN (100
 units) at T = 100 on 500 sequences (what the recurrent cache's layout affects). Baseline and this
-tree alternate process by process, so that drifts of the machine hit both alike. Each tree runs in its own Python process (its own
-``arrayhf`` on ``sys.path``), so the two never share imported code.
+tree alternate process by process, so that drifts of the machine hit both alike. Each tree runs in
+its own Python process (its own ``arrayhf`` on ``sys.path``), so the two never share imported code.
 """
 
 from __future__ import annotations
