@@ -52,6 +52,21 @@ def test_train_resume_and_plot(xp, device, tmp_path, capsys):
     for name in ("curves.png", "hidden_states.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (run_dir / name).stat().st_size > 10_000
+    first_picture = (run_dir / "hidden_states.png").read_bytes()
+    capsys.readouterr()
+
+    # the last test sequence (of 16) is another picture; one past it, or a negative one (which
+    # indexing would count from the end, under a title naming the negative number), is refused
+    # in one line, before any picture is drawn
+    assert cli.main(["plot", str(run_dir), "--sequence", "15"]) == 0
+    assert (run_dir / "hidden_states.png").read_bytes() != first_picture
+    for sequence in ("16", "-1"):
+        for name in ("curves.png", "hidden_states.png"):
+            (run_dir / name).unlink(missing_ok=True)
+        assert cli.main(["plot", str(run_dir), "--sequence", sequence]) == 2
+        err = capsys.readouterr().err
+        assert f"expected --sequence in 0..15 (the test sequences), got {sequence}" in err, err
+        assert not any((run_dir / name).exists() for name in ("curves.png", "hidden_states.png"))
 
 
 @pytest.mark.parametrize("problem", ["xor", "temporal_order", "random_permutation",

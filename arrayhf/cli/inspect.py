@@ -28,6 +28,9 @@ def plot(args) -> int:
                           title=f"{settings.model} on {settings.source}, T = {settings.T}")
         print(f"wrote {run_dir / 'curves.png'} (loss in nats per character)")
         return 0
+    if not 0 <= args.sequence < settings.batch_size:
+        raise ValueError(f"expected --sequence in 0..{settings.batch_size - 1} (the test "
+                         f"sequences), got {args.sequence}")
     title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
     plots.plot_curves(records, run_dir / "curves.png", title=title)
     model, dataset, _ = runs.build(settings, None, progress=False)
