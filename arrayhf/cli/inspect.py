@@ -42,9 +42,11 @@ def plot(args) -> int:
     sequence = args.sequence
     mask = backend.to_numpy(batch.mask)[:, sequence]
     length = int(np.nonzero(mask)[0].max()) + 1 if mask.any() else mask.shape[0]
-    pick = [backend.to_numpy(a)[:length, sequence] for a in
-            (batch.inputs, cache.hiddens, cache.predictions, batch.targets)]
-    plots.plot_sequence(*pick, mask[:length], run_dir / "hidden_states.png",
+    inputs, hiddens, predictions, targets = (
+        backend.to_numpy(a)[:length, sequence]
+        for a in (batch.inputs, cache.hiddens, cache.predictions, batch.targets))
+    plots.plot_sequence(inputs, hiddens, predictions, targets, mask[:length],
+                        run_dir / "hidden_states.png",
                         title=f"{title}: test sequence {sequence} at iteration {meta['iteration']}")
     print(f"wrote {run_dir / 'curves.png'} and {run_dir / 'hidden_states.png'}")
     return 0

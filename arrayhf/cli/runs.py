@@ -18,6 +18,7 @@ import os
 import pathlib
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import arrayhf
 from arrayhf import backend, checkpoint
@@ -35,9 +36,11 @@ RUN_FILE = "run.json"
 CHANGEABLE_ON_RESUME = ("iterations", "save_every")
 
 
+@dataclass
 class _SavedSettings:
     """What both settings records share: JSON form, an atomic run.json, and the part of the
-    settings that a resume must find unchanged."""
+    settings that a resume must find unchanged. A dataclass without fields of its own, so that
+    ``dataclasses.asdict(self)`` is typed for the records that subclass it."""
 
     def to_json(self) -> dict:
         """The settings as a JSON-ready dict."""
@@ -83,7 +86,7 @@ class RunSettings(_SavedSettings):
     save_every: int = 5
 
 
-def xp_for(settings: RunSettings):
+def xp_for(settings: RunSettings | TextRunSettings) -> Any:
     """The namespace of the run's backend (JAX switched to 64-bit for float64 runs)."""
     xp = backend.namespace(settings.backend, device=settings.device)
     backend.enable_float64(xp, settings.dtype)
@@ -142,7 +145,7 @@ class TextRunSettings(_SavedSettings):
     save_every: int = 2
 
 
-def load_settings(run_dir):
+def load_settings(run_dir: str | os.PathLike) -> RunSettings | TextRunSettings:
     """The settings of a run directory: RunSettings or TextRunSettings, by their ``kind``."""
     path = pathlib.Path(run_dir) / RUN_FILE
     if not path.exists():
@@ -154,7 +157,8 @@ def load_settings(run_dir):
         raise ValueError(f"{path} is damaged: not JSON ({error})") from error
     if not isinstance(saved, dict):
         raise ValueError(f"{path} is damaged: expected a JSON object, got {type(saved).__name__}")
-    cls = TextRunSettings if saved.get("kind") == "text" else RunSettings
+    cls: type[RunSettings | TextRunSettings] = (TextRunSettings if saved.get("kind") == "text"
+                                                else RunSettings)
     unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")

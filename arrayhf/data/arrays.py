@@ -9,6 +9,8 @@ resumed run continues exactly.
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 from arrayhf._validate import check_finite, namespace_of
 from arrayhf.data.batch import Batch
 
@@ -37,7 +39,16 @@ def wrong_positions(predictions, targets, kind: str = "argmax"):
     raise ValueError(f"expected an error kind in {ERROR_KINDS}, got {kind!r}")
 
 
-def zero_one_error(batch: Batch, predictions, kind: str | None = "argmax") -> float | None:
+# the types say what the kinds mean: a str always gives a float, None always gives None
+@overload
+def zero_one_error(batch: Batch, predictions: Any, kind: str = "argmax") -> float: ...
+@overload
+def zero_one_error(batch: Batch, predictions: Any, kind: None) -> None: ...
+@overload
+def zero_one_error(batch: Batch, predictions: Any, kind: str | None) -> float | None: ...
+
+
+def zero_one_error(batch: Batch, predictions: Any, kind: str | None = "argmax") -> float | None:
     """Fraction of counted (mask 1, or all without a mask) positions whose prediction is wrong
     (:func:`wrong_positions`); ``kind=None``: no zero-one error (regression), returns None."""
     if kind is None:

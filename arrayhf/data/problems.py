@@ -54,6 +54,8 @@ with :func:`arrayhf.backend.from_host`, so the same seed gives the same data on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from arrayhf._validate import is_integer
@@ -321,10 +323,12 @@ def memorization_20bit(T: int, batch_size: int, rng: np.random.Generator, *,
     return _memorization("memorization_20bit", T, batch_size, rng, only_memory_bits)
 
 
-GENERATORS = {"addition": addition, "multiplication": multiplication, "xor": xor,
-              "temporal_order": temporal_order, "temporal_order_3bit": temporal_order_3bit,
-              "random_permutation": random_permutation, "memorization": memorization,
-              "memorization_20bit": memorization_20bit}
+# each returns (inputs, targets, mask); the memorization ones also take only_memory_bits
+GENERATORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
+    "addition": addition, "multiplication": multiplication, "xor": xor,
+    "temporal_order": temporal_order, "temporal_order_3bit": temporal_order_3bit,
+    "random_permutation": random_permutation, "memorization": memorization,
+    "memorization_20bit": memorization_20bit}
 
 
 def generate(problem: str, T: int, batch_size: int, rng: np.random.Generator, *,
