@@ -2,8 +2,12 @@
 
 Host-side code. A checkpoint is written to a temporary file in the same folder, flushed to disk,
 and renamed over the old one, so a crash at any moment leaves either the old or the new file,
-never half of one; the one before it is kept as ``NAME.prev.npz``. Loading uses
+never half of one; the one before it is kept as ``NAME.prev.npz``. Reading uses
 ``numpy.load(allow_pickle=False)``: a file from an untrusted source cannot execute code.
+
+Three readers, named by what they return: :func:`read_arrays`, a file's arrays and description;
+:func:`read_latest`, the same from a checkpoint or, when it is missing or damaged, the one kept
+before it; :func:`load_model` (``arrayhf.load``), the model and θ on any backend.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def save(path, arrays: dict, meta: dict) -> pathlib.Path:
     return path
 
 
-def load(path) -> tuple[dict, dict]:
+def read_arrays(path) -> tuple[dict, dict]:
     """``(arrays, meta)`` from a checkpoint written by :func:`save`."""
     path = pathlib.Path(path)
     try:
@@ -85,13 +89,13 @@ def load(path) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def load_latest(path) -> tuple[dict, dict, pathlib.Path]:
-    """Load ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
+def read_latest(path) -> tuple[dict, dict, pathlib.Path]:
+    """Read ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
     the two renames of :func:`save`). Returns ``(arrays, meta, the path read)``."""
     errors = []
     for candidate in (pathlib.Path(path), previous_path(path)):
         try:
-            arrays, meta = load(candidate)
+            arrays, meta = read_arrays(candidate)
             return arrays, meta, candidate
         except FileNotFoundError:
             errors.append(f"{candidate}: missing")
@@ -113,7 +117,7 @@ def load_model(path, *, backend=None, device=None, dtype=None):
     path = pathlib.Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    arrays, meta, used = load_latest(path)
+    arrays, meta, used = read_latest(path)
     if not meta.get("model"):
         raise CheckpointError(f"checkpoint {used} has no model description (saved by a model "
                               "without config()); rebuild the model and load 'params' yourself")

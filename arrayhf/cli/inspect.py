@@ -34,7 +34,7 @@ def plot(args) -> int:
     title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
     plots.plot_curves(records, run_dir / "curves.png", title=title)
     model, dataset, _ = runs.build(settings, None, progress=False)
-    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    arrays, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     xp = runs.xp_for(settings)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype)
     batch = dataset.batch(dataset.test_batches[0])

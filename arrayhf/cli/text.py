@@ -70,7 +70,7 @@ def sample(args) -> int:
     xp = runs.xp_for(settings)
     vocabulary = Vocabulary.from_json(settings.vocabulary)
     model = runs.text_model(settings, vocabulary.size)
-    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    arrays, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype, device=args.device)
     rng = np.random.default_rng(args.seed)
     ids = list(vocabulary.encode(args.prime)) or [int(rng.integers(1, vocabulary.size))]

@@ -378,7 +378,7 @@ class HF:
         run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
         if run_dir is None:
             raise ValueError("resume needs a run_dir")
-        arrays, meta, _ = checkpoint.load_latest(state.checkpoint_path(run_dir))
+        arrays, meta, _ = checkpoint.read_latest(state.checkpoint_path(run_dir))
         state.refuse_other_settings(meta, self, force=force)
         saved = state.read_state(arrays, meta, run_dir, n_params=self.model.n_params,
                                  like=self.params)
