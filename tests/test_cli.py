@@ -9,6 +9,8 @@ import pytest
 
 from arrayhf import backend, cli
 
+from helpers import other_backend
+
 TINY = ["--T", "20", "--hidden", "8", "--batch-size", "16", "--train-batches", "2",
         "--test-batches", "1", "--max-cg", "10"]
 
@@ -100,7 +102,9 @@ def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys)
                      "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
     out = capsys.readouterr().out
     assert "bits per character: train" in out and "held-out bits per character" in out
-    for sampling_backend in ("numpy", backend.name_of(xp)):
+    other = backend.name_of(other_backend(xp))   # helpers.other_backend: never the session's
+    assert other != backend.name_of(xp)
+    for sampling_backend in (other, backend.name_of(xp)):
         assert cli.main(["sample", str(run_dir), "--length", "40", "--prime", "the ",
                          "--backend", sampling_backend]) == 0
         text = capsys.readouterr().out.splitlines()[-1]
