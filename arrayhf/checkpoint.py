@@ -15,8 +15,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:   # for the annotation only: load_model imports the models when it runs
+    from arrayhf.models.base import Model
 
 FORMAT_VERSION = 1
 # the name of a run's latest checkpoint in its run directory (the previous one: checkpoint.prev.npz)
@@ -28,13 +32,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, damaged, or from a newer format version."""
 
 
-def previous_path(path) -> pathlib.Path:
+def previous_path(path: str | os.PathLike) -> pathlib.Path:
     """Where the checkpoint before ``path`` is kept: NAME.prev.npz."""
     path = pathlib.Path(path)
     return path.with_name(path.name.removesuffix(".npz") + ".prev.npz")
 
 
-def save(path, arrays: dict, meta: dict) -> pathlib.Path:
+def save(path: str | os.PathLike, arrays: dict, meta: dict) -> pathlib.Path:
     """Write ``arrays`` (name -> host array) and ``meta`` (JSON-ready dict) to ``path`` atomically;
     the file it replaces becomes ``previous_path(path)``."""
     path = pathlib.Path(path)
@@ -62,7 +66,7 @@ def save(path, arrays: dict, meta: dict) -> pathlib.Path:
     return path
 
 
-def read_arrays(path) -> tuple[dict, dict]:
+def read_arrays(path: str | os.PathLike) -> tuple[dict, dict]:
     """``(arrays, meta)`` from a checkpoint written by :func:`save`."""
     path = pathlib.Path(path)
     try:
@@ -89,7 +93,7 @@ def read_arrays(path) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def read_latest(path) -> tuple[dict, dict, pathlib.Path]:
+def read_latest(path: str | os.PathLike) -> tuple[dict, dict, pathlib.Path]:
     """Read ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
     the two renames of :func:`save`). Returns ``(arrays, meta, the path read)``."""
     errors = []
@@ -104,7 +108,8 @@ def read_latest(path) -> tuple[dict, dict, pathlib.Path]:
     raise CheckpointError("no loadable checkpoint: " + "; ".join(errors))
 
 
-def load_model(path, *, backend=None, device=None, dtype=None):
+def load_model(path: str | os.PathLike, *, backend: str | None = None, device: Any = None,
+               dtype: Any = None) -> tuple[Model, Any]:
     """``(model, params)`` from a checkpoint file or a run directory, on any backend.
 
     The model is rebuilt from the checkpoint's JSON description (no code is loaded: the file is

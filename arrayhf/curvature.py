@@ -9,8 +9,16 @@ in as ``cache`` so that the many products of one CG run share it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
-def gauss_newton_product(model, params, batch, v, *, cache=None, structural_damping=0.0):
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
+
+    from arrayhf.data.batch import Batch
+
+
+def gauss_newton_product(model: Any, params: Any, batch: Batch, v: Any, *, cache: Any = None,
+                         structural_damping: float = 0.0) -> Any:
     """G v = Jᵀ H_L J v (+ structural_damping · S v for recurrent models).
 
     Implements derivations/gauss-newton.md, eq. (G3): ``r_net_output`` = J v (eq. (G4)),
@@ -37,7 +45,8 @@ def gauss_newton_product(model, params, batch, v, *, cache=None, structural_damp
     return product
 
 
-def linear_operator(model, params, batch, damping: float = 0.0, *, structural_damping=0.0):
+def linear_operator(model: Any, params: Any, batch: Batch, damping: float = 0.0, *,
+                    structural_damping: float = 0.0) -> LinearOperator:
     """The (damped) Gauss-Newton matrix G + damping·I as a ``scipy.sparse.linalg.LinearOperator``.
 
     Vectors in and out are float64 host (numpy) arrays whatever backend, dtype and device the
