@@ -9,6 +9,7 @@ in as ``cache`` so that the many products of one CG run share it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +44,18 @@ def gauss_newton_product(model: Any, params: Any, batch: Batch, v: Any, *, cache
             )
         product = product + structural_damping * structural_product(params, batch, v, cache)
     return product
+
+
+def curvature_operator(model: Any, params: Any, batch: Batch, cache: Any,
+                       structural_damping: float) -> Callable[[Any], Any]:
+    """v ↦ (G + structural_damping · S) v on one batch and its cached forward pass: the model's
+    ``gauss_newton_operator`` (its checks done once), or, for a model that has only
+    ``gauss_newton_product`` (the protocol's minimum), that product."""
+    make_operator = getattr(model, "gauss_newton_operator", None)
+    if make_operator is not None:
+        return make_operator(params, batch, cache, structural_damping=structural_damping)
+    return lambda v: model.gauss_newton_product(params, batch, v, cache,
+                                                structural_damping=structural_damping)
 
 
 def linear_operator(model: Any, params: Any, batch: Batch, damping: float = 0.0, *,

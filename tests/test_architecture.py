@@ -1,5 +1,6 @@
 """The array-API discipline of ARCHITECTURE.md ("Conventions"), checked on the source: modules
-that compute on model arrays import no backend, and never assign into an array."""
+that compute on model arrays import no backend, and never assign into an array; and the sizes it
+sets (a module at most 400 lines, a function at most 80)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,18 @@ def test_compute_modules_never_assign_into_arrays(path):
                     isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str))
                 assert string_key or name.endswith(("blocks", "_by_layer")), \
                     f"{path.name}:{node.lineno} assigns into {name}"
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_and_functions_keep_their_size(path):
+    """A module is one concept of at most 400 lines, a function one step of at most 80
+    (ARCHITECTURE.md, "Where each concept lives")."""
+    source = path.read_text()
+    assert len(source.splitlines()) <= 400, f"{path.name}: {len(source.splitlines())} lines"
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            assert length <= 80, f"{path.name}:{node.lineno} {node.name}: {length} lines"

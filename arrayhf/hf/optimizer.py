@@ -35,13 +35,8 @@ from typing import NamedTuple
 import array_api_compat
 
 from arrayhf import checkpoint, threads
-from arrayhf._validate import (
-    check_finite,
-    check_floating,
-    check_shape,
-    is_integer,
-    namespace_of,
-)
+from arrayhf._validate import check_finite, check_floating, check_shape, is_integer, namespace_of
+from arrayhf.curvature import curvature_operator
 from arrayhf.hf import state
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
@@ -216,13 +211,13 @@ class HF:
         shift = self.damping + config.weight_cost
 
         # the products of this iteration share one forward pass and one set of checks
-        curvature_product = _curvature_operator(model, params, curvature_batch, cache, structural)
+        curvature_product = curvature_operator(model, params, curvature_batch, cache, structural)
 
         def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
             return curvature_product(v) + shift * v
 
         def undamped_product(v):     # (G + w I) v, Martens' model for ρ (D1)
-            gauss_newton = _curvature_operator(model, params, curvature_batch, cache, 0.0)
+            gauss_newton = curvature_operator(model, params, curvature_batch, cache, 0.0)
             return gauss_newton(v) + config.weight_cost * v
 
         preconditioner = None
@@ -395,13 +390,3 @@ class HF:
         self.history = self.log.resume(self.iteration)
         self._resumed = True
         return self
-
-
-def _curvature_operator(model, params, batch, cache, structural: float):
-    """v ↦ (G + λμS) v on one curvature batch: the model's ``gauss_newton_operator`` (its checks
-    done once), or, for a model that has only ``gauss_newton_product``, that product."""
-    make_operator = getattr(model, "gauss_newton_operator", None)
-    if make_operator is not None:
-        return make_operator(params, batch, cache, structural_damping=structural)
-    return lambda v: model.gauss_newton_product(params, batch, v, cache,
-                                                structural_damping=structural)
