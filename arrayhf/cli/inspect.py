@@ -3,6 +3,7 @@ or checkpoint: training curves and hidden states as pictures, predictions for ne
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
@@ -14,7 +15,7 @@ from arrayhf.cli import runs
 from arrayhf.hf.runlog import RunLog
 
 
-def plot(args) -> int:
+def plot(args: argparse.Namespace) -> int:
     """curves.png (and hidden_states.png for pathological runs) in the run dir."""
     run_dir = pathlib.Path(args.run_dir)
     settings = runs.load_settings(run_dir)
@@ -67,7 +68,7 @@ def _read_inputs(path) -> np.ndarray:
     return host_inputs
 
 
-def predict(args) -> int:
+def predict(args: argparse.Namespace) -> int:
     """Load a checkpoint onto a backend and write its predictions for inputs from a .npy file."""
     model, params = arrayhf.load(args.run_dir, backend=args.backend, device=args.device,
                                  dtype=args.dtype)
@@ -84,7 +85,7 @@ def predict(args) -> int:
     return 0
 
 
-def add_commands(commands) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     """plot and predict, on the ``arrayhf`` parser's subcommands."""
     plot_parser = commands.add_parser("plot", help="curves.png and hidden_states.png of a run")
     plot_parser.add_argument("run_dir")

@@ -12,13 +12,15 @@ iteration, and success when fewer than 0.1% of the test sequences are wrong.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import pathlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import arrayhf
 from arrayhf import backend, checkpoint
@@ -93,7 +95,8 @@ def xp_for(settings: RunSettings | TextRunSettings) -> Any:
     return xp
 
 
-def build(settings: RunSettings, run_dir=None, progress: bool = True):
+def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
+          progress: bool = True) -> tuple[arrayhf.RNN, Pathological, HF]:
     """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
     xp = xp_for(settings)
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
@@ -145,6 +148,10 @@ class TextRunSettings(_SavedSettings):
     save_every: int = 2
 
 
+# either settings record, as settings_from makes the one it is given
+Settings = TypeVar("Settings", RunSettings, TextRunSettings)
+
+
 def load_settings(run_dir: str | os.PathLike) -> RunSettings | TextRunSettings:
     """The settings of a run directory: RunSettings or TextRunSettings, by their ``kind``."""
     path = pathlib.Path(run_dir) / RUN_FILE
@@ -172,7 +179,7 @@ def read_source(settings: TextRunSettings) -> str:
     return pathlib.Path(settings.source).read_text(encoding="utf-8")[:settings.max_chars]
 
 
-def text_model(settings: TextRunSettings, vocabulary_size: int):
+def text_model(settings: TextRunSettings, vocabulary_size: int) -> MRNN | arrayhf.RNN:
     """The MRNN (or RNN) of a text run, for a vocabulary of this size."""
     if settings.model == "mrnn":
         return MRNN(vocabulary_size, settings.hidden, settings.factors, vocabulary_size,
@@ -182,7 +189,8 @@ def text_model(settings: TextRunSettings, vocabulary_size: int):
     raise ValueError(f"expected model 'mrnn' or 'rnn', got {settings.model!r}")
 
 
-def build_text(settings: TextRunSettings, run_dir=None, progress: bool = True):
+def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> tuple[MRNN | arrayhf.RNN, Text, HF]:
     """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
     xp = xp_for(settings)
     vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
@@ -222,7 +230,9 @@ TRAINING_OPTIONS = (
 )
 
 
-def add_training_options(parser, settings_class, *, run_dir: str, defaults=None) -> None:
+def add_training_options(parser: argparse.ArgumentParser,
+                         settings_class: type[RunSettings | TextRunSettings], *, run_dir: str,
+                         defaults: dict[str, str] | None = None) -> None:
     """TRAINING_OPTIONS and ``--run-dir`` on a training command's parser. Every option defaults
     to None, which keeps the settings record's default; the help shows that default, or the
     text ``defaults`` gives for it."""
@@ -236,7 +246,8 @@ def add_training_options(parser, settings_class, *, run_dir: str, defaults=None)
                         help=f"where the logs and checkpoints go (default {run_dir})")
 
 
-def settings_from(args, settings_class, **values):
+def settings_from(args: argparse.Namespace, settings_class: type[Settings],
+                  **values: Any) -> Settings:
     """A settings record of ``values``, and of every option given on the command line over them
     (an option left out is None)."""
     for field in dataclasses.fields(settings_class):
@@ -247,13 +258,22 @@ def settings_from(args, settings_class, **values):
 
 
 # -- a run directory ---------------------------------------------------------------------------
-def has_checkpoint(run_dir) -> bool:
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     """Whether the run directory holds a checkpoint (or the one kept before it)."""
     path = pathlib.Path(run_dir) / checkpoint.CHECKPOINT_NAME
     return path.exists() or checkpoint.previous_path(path).exists()
 
 
-def open_run(settings, run_dir, *, resume: bool, force: bool = False):
+@overload
+def open_run(settings: RunSettings, run_dir: str | os.PathLike, *, resume: bool,
+             force: bool = False) -> tuple[arrayhf.RNN, Pathological, HF] | None: ...
+@overload
+def open_run(settings: TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
+             force: bool = False) -> tuple[MRNN | arrayhf.RNN, Text, HF] | None: ...
+
+
+def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike, *,
+             resume: bool, force: bool = False) -> tuple[Any, Any, HF] | None:
     """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
     where one is already. A new run saves its settings to run.json first; a resumed one continues
     from its checkpoint, and one killed before its first checkpoint starts again from iteration
@@ -263,7 +283,9 @@ def open_run(settings, run_dir, *, resume: bool, force: bool = False):
         print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
               f"choose another --run-dir", file=sys.stderr)
         return None
-    built = (build_text if isinstance(settings, TextRunSettings) else build)(settings, run_dir)
+    built: tuple[Any, Any, HF] = (build_text(settings, run_dir)
+                                  if isinstance(settings, TextRunSettings)
+                                  else build(settings, run_dir))
     if resume and has_checkpoint(run_dir):
         built[2].resume(force=force)
     elif resume:
@@ -274,7 +296,8 @@ def open_run(settings, run_dir, *, resume: bool, force: bool = False):
     return built
 
 
-def run_until_done(optimizer, settings, run_dir, stop) -> bool:
+def run_until_done(optimizer: HF, settings: RunSettings | TextRunSettings,
+                   run_dir: str | os.PathLike, stop: Callable[[dict], bool]) -> bool:
     """Run up to ``settings.iterations`` HF iterations, or until ``stop(record)``; False, after
     saying how to continue, when Ctrl-C stopped it (the optimizer saved its checkpoint)."""
     try:

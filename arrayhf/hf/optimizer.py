@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import array_api_compat
 
@@ -43,6 +44,9 @@ from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_d
 from arrayhf.hf.objective import BatchObjective
 from arrayhf.hf.runlog import RunLog
 from arrayhf.hf.settings import HFConfig
+
+if TYPE_CHECKING:
+    from arrayhf.protocols import HFDataset, HFModel
 
 
 class _Ratio(NamedTuple):
@@ -86,9 +90,9 @@ class HF:
         Fields of :class:`HFConfig`.
     """
 
-    def __init__(self, model, dataset, *, params=None, seed: int = 0, run_dir=None,
-                 save_every: int = 5, progress: bool = True, run_info: dict | None = None,
-                 **settings):
+    def __init__(self, model: HFModel, dataset: HFDataset, *, params: Any = None, seed: int = 0,
+                 run_dir: str | os.PathLike | None = None, save_every: int = 5,
+                 progress: bool = True, run_info: dict | None = None, **settings: Any) -> None:
         self.model = model
         self.dataset = dataset
         self.config = HFConfig(**settings)
@@ -350,11 +354,11 @@ class HF:
         getter = getattr(self.dataset, "get_state", None)
         return None if getter is None else getter()
 
-    def state_arrays_and_meta(self):
+    def state_arrays_and_meta(self) -> tuple[dict, dict]:
         """(host arrays, JSON description) of the last completed iteration: what save() writes."""
         return state.arrays_and_meta(self)
 
-    def save(self, path=None):
+    def save(self, path: str | os.PathLike | None = None) -> pathlib.Path | None:
         """Write the state of the last completed iteration (atomic; the previous file is kept)."""
         if path is None:
             if self.run_dir is None:
@@ -363,7 +367,7 @@ class HF:
         arrays, meta = self.state_arrays_and_meta()
         return checkpoint.save(path, arrays, meta)
 
-    def resume(self, run_dir=None, *, force: bool = False) -> HF:
+    def resume(self, run_dir: str | os.PathLike | None = None, *, force: bool = False) -> HF:
         """Load the latest checkpoint of ``run_dir`` (default: this run's) into this optimizer,
         onto this optimizer's backend, dtype and device. ``run`` then continues from it.
 
