@@ -27,6 +27,7 @@ def _pytest(session, *args):
 def lint(session):
     session.install(".[lint]")
     session.run("ruff", "check", ".")
+    session.run("mypy")   # pyproject.toml's [tool.mypy]: the arrayhf package
 
 
 @nox.session(name="tests-numpy")

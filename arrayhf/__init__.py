@@ -2,7 +2,7 @@
 
 The public API: the models (FNN, RNN, MRNN) and their matching losses, the Batch container and the
 data sets (ArrayDataset, Pathological, Text), the HF optimizer, the protocols HF relies on (HFModel,
-HFDataset), load() for checkpoints, and the backend layer.
+HFDataset), load() (a model and θ from a checkpoint), and the backend layer.
 """
 
 from arrayhf import backend, curvature, losses, nonlinearities

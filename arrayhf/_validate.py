@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 from numbers import Integral
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
+if TYPE_CHECKING:   # data.batch imports this module
+    from arrayhf.data.batch import Batch
 
-def is_integer(value) -> bool:
+
+def is_integer(value: object) -> bool:
     """A Python or numpy integer, and not a bool (``True`` is an ``int`` to Python, but never a
     count, a size or a seed here)."""
     return isinstance(value, Integral) and not isinstance(value, bool)
@@ -22,7 +26,7 @@ def _backend_label(array) -> str:
     return type(array).__module__.split(".")[0] + "." + type(array).__name__
 
 
-def namespace_of(*arrays):
+def namespace_of(*arrays: Any) -> Any:
     """The one array namespace of ``arrays`` (None entries ignored).
 
     Raises TypeError when the arrays come from two backends, and ValueError when they sit on two
@@ -54,7 +58,7 @@ def namespace_of(*arrays):
     return xp
 
 
-def check_floating(xp, name: str, array, dtype=None):
+def check_floating(xp: Any, name: str, array: Any, dtype: Any = None) -> None:
     """``array`` is real floating point (and of ``dtype`` when given)."""
     if not xp.isdtype(array.dtype, "real floating"):
         raise TypeError(f"expected {name} of a real floating dtype, got {array.dtype}")
@@ -62,7 +66,7 @@ def check_floating(xp, name: str, array, dtype=None):
         raise TypeError(f"expected {name} of dtype {dtype} (that of params), got {array.dtype}")
 
 
-def check_shape(name: str, array, expected: tuple) -> None:
+def check_shape(name: str, array: Any, expected: tuple) -> None:
     """``array.shape == expected``; ``None`` in ``expected`` matches any size."""
     shape = tuple(array.shape)
     if len(shape) != len(expected) or any(
@@ -72,7 +76,7 @@ def check_shape(name: str, array, expected: tuple) -> None:
         raise ValueError(f"expected {name} of shape [{pretty}], got {list(shape)}")
 
 
-def check_finite(xp, name: str, array) -> None:
+def check_finite(xp: Any, name: str, array: Any) -> None:
     """Every entry of a floating ``array`` is finite (no NaN, no ±Inf); integer and boolean arrays
     pass. One reduction and one host read: call it where values enter (data sets, the HF driver,
     loading), not inside the passes."""
@@ -85,7 +89,7 @@ def check_finite(xp, name: str, array) -> None:
                          f"{math.prod(array.shape)}")
 
 
-def check_batch_values(xp, name: str, batch) -> None:
+def check_batch_values(xp: Any, name: str, batch: Batch) -> None:
     """A Batch's floating inputs, targets and mask are finite, its mask is not negative and
     counts at least one output: what makes its mean loss defined and G positive semi-definite."""
     check_finite(xp, f"{name}.inputs", batch.inputs)

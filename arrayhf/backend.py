@@ -48,7 +48,7 @@ def backend_name(name: str | None = None) -> str:
     return canonical
 
 
-def namespace(name: str | None = None, device: Any = None):
+def namespace(name: str | None = None, device: Any = None) -> Any:
     """The array namespace of backend ``name``.
 
     Parameters
@@ -89,7 +89,7 @@ def namespace(name: str | None = None, device: Any = None):
     return xp
 
 
-def name_of(xp) -> str:
+def name_of(xp: Any) -> str:
     """The backend name of a namespace (inverse of :func:`namespace`)."""
     if array_api_compat.is_numpy_namespace(xp):
         return "numpy"
@@ -104,7 +104,7 @@ def name_of(xp) -> str:
     raise BackendError(f"unsupported array namespace {getattr(xp, '__name__', xp)!r}")
 
 
-def resolve_device(xp, device: Any = None):
+def resolve_device(xp: Any, device: Any = None) -> Any:
     """The device object of namespace ``xp`` for ``device`` (a string, a device object, or None).
 
     ``None`` means ``$ARRAYHF_DEVICE`` if set, else the backend's default device. Strings:
@@ -159,7 +159,7 @@ def resolve_device(xp, device: Any = None):
     return xp.Device(device)
 
 
-def resolve_dtype(xp, dtype: Any = None):
+def resolve_dtype(xp: Any, dtype: Any = None) -> Any:
     """The dtype of ``xp`` for ``dtype``: "float32", "float64", a dtype, or None (float64)."""
     if dtype is None:
         dtype = "float64"
@@ -172,7 +172,7 @@ def resolve_dtype(xp, dtype: Any = None):
     return dtype
 
 
-def enable_float64(xp, dtype) -> None:
+def enable_float64(xp: Any, dtype: Any) -> None:
     """Switch JAX to 64-bit mode when ``dtype`` is float64 (JAX computes in float32 otherwise,
     silently); nothing for any other backend or dtype. The one place arrayhf flips the switch."""
     if name_of(xp) == "jax" and dtype in ("float64", "double"):
@@ -181,7 +181,7 @@ def enable_float64(xp, dtype) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def from_host(array, xp, *, dtype: Any = None, device: Any = None):
+def from_host(array: Any, xp: Any, *, dtype: Any = None, device: Any = None) -> Any:
     """Move a host (numpy) array to backend ``xp`` with the given dtype and device.
 
     Raises if the backend silently changes the dtype, as JAX does with float64 when its 64-bit
@@ -203,7 +203,7 @@ def from_host(array, xp, *, dtype: Any = None, device: Any = None):
     return result
 
 
-def to_numpy(array) -> np.ndarray:
+def to_numpy(array: Any) -> np.ndarray:
     """A host numpy copy (or view, where the stack allows) of any backend's array."""
     if isinstance(array, np.ndarray):
         return array
@@ -217,7 +217,7 @@ def to_numpy(array) -> np.ndarray:
         return np.asarray(array)
 
 
-def to(array, backend: str, device: Any = None):
+def to(array: Any, backend: str, device: Any = None) -> Any:
     """Move ``array`` to another backend (and device): DLPack when the pair supports it, else a
     host copy. Dtype and values are kept exactly."""
     xp = namespace(backend)
@@ -231,14 +231,15 @@ def to(array, backend: str, device: Any = None):
         return xp.asarray(to_numpy(array), device=target)
 
 
-def host_rng(seed) -> np.random.Generator:
+def host_rng(seed: int | np.random.Generator) -> np.random.Generator:
     """The host random generator for ``seed`` (an int, or an existing Generator passed through)."""
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
 
 
-def normal(seed, shape, xp, *, dtype: Any = None, device: Any = None, scale: float = 1.0):
+def normal(seed: int | np.random.Generator, shape: int | tuple[int, ...], xp: Any, *,
+           dtype: Any = None, device: Any = None, scale: float = 1.0) -> Any:
     """Standard normal numbers drawn on the host (float64) and moved to ``xp``: the same seed
     gives the same numbers on every backend."""
     return from_host(scale * host_rng(seed).standard_normal(shape), xp, dtype=dtype,

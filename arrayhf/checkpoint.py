@@ -2,8 +2,12 @@
 
 Host-side code. A checkpoint is written to a temporary file in the same folder, flushed to disk,
 and renamed over the old one, so a crash at any moment leaves either the old or the new file,
-never half of one; the one before it is kept as ``NAME.prev.npz``. Loading uses
+never half of one; the one before it is kept as ``NAME.prev.npz``. Reading uses
 ``numpy.load(allow_pickle=False)``: a file from an untrusted source cannot execute code.
+
+Three readers, named by what they return: :func:`read_arrays`, a file's arrays and description;
+:func:`read_latest`, the same from a checkpoint or, when it is missing or damaged, the one kept
+before it; :func:`load_model` (``arrayhf.load``), the model and θ on any backend.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:   # for the annotation only: load_model imports the models when it runs
+    from arrayhf.models.base import Model
 
 FORMAT_VERSION = 1
 # the name of a run's latest checkpoint in its run directory (the previous one: checkpoint.prev.npz)
@@ -24,13 +32,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, damaged, or from a newer format version."""
 
 
-def previous_path(path) -> pathlib.Path:
+def previous_path(path: str | os.PathLike) -> pathlib.Path:
     """Where the checkpoint before ``path`` is kept: NAME.prev.npz."""
     path = pathlib.Path(path)
     return path.with_name(path.name.removesuffix(".npz") + ".prev.npz")
 
 
-def save(path, arrays: dict, meta: dict) -> pathlib.Path:
+def save(path: str | os.PathLike, arrays: dict, meta: dict) -> pathlib.Path:
     """Write ``arrays`` (name -> host array) and ``meta`` (JSON-ready dict) to ``path`` atomically;
     the file it replaces becomes ``previous_path(path)``."""
     path = pathlib.Path(path)
@@ -58,7 +66,7 @@ def save(path, arrays: dict, meta: dict) -> pathlib.Path:
     return path
 
 
-def load(path) -> tuple[dict, dict]:
+def read_arrays(path: str | os.PathLike) -> tuple[dict, dict]:
     """``(arrays, meta)`` from a checkpoint written by :func:`save`."""
     path = pathlib.Path(path)
     try:
@@ -85,13 +93,13 @@ def load(path) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def load_latest(path) -> tuple[dict, dict, pathlib.Path]:
-    """Load ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
+def read_latest(path: str | os.PathLike) -> tuple[dict, dict, pathlib.Path]:
+    """Read ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
     the two renames of :func:`save`). Returns ``(arrays, meta, the path read)``."""
     errors = []
     for candidate in (pathlib.Path(path), previous_path(path)):
         try:
-            arrays, meta = load(candidate)
+            arrays, meta = read_arrays(candidate)
             return arrays, meta, candidate
         except FileNotFoundError:
             errors.append(f"{candidate}: missing")
@@ -100,7 +108,8 @@ def load_latest(path) -> tuple[dict, dict, pathlib.Path]:
     raise CheckpointError("no loadable checkpoint: " + "; ".join(errors))
 
 
-def load_model(path, *, backend=None, device=None, dtype=None):
+def load_model(path: str | os.PathLike, *, backend: str | None = None, device: Any = None,
+               dtype: Any = None) -> tuple[Model, Any]:
     """``(model, params)`` from a checkpoint file or a run directory, on any backend.
 
     The model is rebuilt from the checkpoint's JSON description (no code is loaded: the file is
@@ -113,7 +122,7 @@ def load_model(path, *, backend=None, device=None, dtype=None):
     path = pathlib.Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    arrays, meta, used = load_latest(path)
+    arrays, meta, used = read_latest(path)
     if not meta.get("model"):
         raise CheckpointError(f"checkpoint {used} has no model description (saved by a model "
                               "without config()); rebuild the model and load 'params' yourself")

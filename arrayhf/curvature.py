@@ -9,8 +9,17 @@ in as ``cache`` so that the many products of one CG run share it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-def gauss_newton_product(model, params, batch, v, *, cache=None, structural_damping=0.0):
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
+
+    from arrayhf.data.batch import Batch
+
+
+def gauss_newton_product(model: Any, params: Any, batch: Batch, v: Any, *, cache: Any = None,
+                         structural_damping: float = 0.0) -> Any:
     """G v = Jᵀ H_L J v (+ structural_damping · S v for recurrent models).
 
     Implements derivations/gauss-newton.md, eq. (G3): ``r_net_output`` = J v (eq. (G4)),
@@ -37,7 +46,20 @@ def gauss_newton_product(model, params, batch, v, *, cache=None, structural_damp
     return product
 
 
-def linear_operator(model, params, batch, damping: float = 0.0, *, structural_damping=0.0):
+def curvature_operator(model: Any, params: Any, batch: Batch, cache: Any,
+                       structural_damping: float) -> Callable[[Any], Any]:
+    """v ↦ (G + structural_damping · S) v on one batch and its cached forward pass: the model's
+    ``gauss_newton_operator`` (its checks done once), or, for a model that has only
+    ``gauss_newton_product`` (the protocol's minimum), that product."""
+    make_operator = getattr(model, "gauss_newton_operator", None)
+    if make_operator is not None:
+        return make_operator(params, batch, cache, structural_damping=structural_damping)
+    return lambda v: model.gauss_newton_product(params, batch, v, cache,
+                                                structural_damping=structural_damping)
+
+
+def linear_operator(model: Any, params: Any, batch: Batch, damping: float = 0.0, *,
+                    structural_damping: float = 0.0) -> LinearOperator:
     """The (damped) Gauss-Newton matrix G + damping·I as a ``scipy.sparse.linalg.LinearOperator``.
 
     Vectors in and out are float64 host (numpy) arrays whatever backend, dtype and device the

@@ -10,9 +10,12 @@ Two schemes (Martens 2010; the 2011 release):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from arrayhf import backend
+from arrayhf.layout import Layout
 
 
 def sparse_weights(rng: np.random.Generator, fan_in: int, fan_out: int, *, n_nonzero: int = 15,
@@ -32,7 +35,8 @@ def dense_weights(rng: np.random.Generator, fan_in: int, fan_out: int, *,
     return (scale / np.sqrt(fan_in)) * rng.standard_normal((fan_in, fan_out))
 
 
-def pack(layout, host_blocks: dict, xp=None, *, dtype=None, device=None):
+def pack(layout: Layout, host_blocks: dict, xp: Any = None, *, dtype: Any = None,
+         device: Any = None) -> Any:
     """Concatenate host blocks in ``layout`` order and move the flat vector to the backend."""
     if xp is None:
         xp = backend.namespace()

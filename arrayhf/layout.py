@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from arrayhf._validate import check_shape, namespace_of
 
@@ -16,7 +17,7 @@ from arrayhf._validate import check_shape, namespace_of
 class Layout:
     """The ordered blocks ``[(name, shape), ...]`` of a flat parameter vector."""
 
-    def __init__(self, blocks: Sequence[tuple[str, tuple[int, ...]]]):
+    def __init__(self, blocks: Sequence[tuple[str, tuple[int, ...]]]) -> None:
         self.names = [name for name, _ in blocks]
         self.shapes = {name: tuple(shape) for name, shape in blocks}
         if len(self.shapes) != len(self.names):
@@ -27,7 +28,7 @@ class Layout:
                         for name, start, size in zip(self.names, starts, sizes)}
         self.n_params = sum(sizes)
 
-    def unflatten(self, flat, *, xp=None) -> dict:
+    def unflatten(self, flat: Any, *, xp: Any = None) -> dict[str, Any]:
         """``{name: block}``, each block a reshaped slice (a view where the backend has views).
         A model's passes pass their namespace ``xp``, looked up once per public call."""
         check_shape("params (flat vector)", flat, (self.n_params,))
@@ -38,7 +39,7 @@ class Layout:
             for name, (start, stop) in self.offsets.items()
         }
 
-    def flatten(self, blocks: Mapping, *, xp=None) -> object:
+    def flatten(self, blocks: Mapping[str, Any], *, xp: Any = None) -> Any:
         """The flat vector of ``blocks`` (every name of the layout, each of its shape); ``xp``
         as for :meth:`unflatten`."""
         missing = [name for name in self.names if name not in blocks]

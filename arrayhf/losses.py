@@ -13,6 +13,9 @@ Shapes: z and targets ``[..., K]``; mask ``[...]`` (z's shape without the last a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from arrayhf._validate import check_floating, check_shape, namespace_of
 from arrayhf.nonlinearities import logistic
 
@@ -77,24 +80,25 @@ class MatchingLoss:
         weights = xp.astype(mask, z.dtype)
         return xp.expand_dims(weights / xp.sum(weights), axis=-1)
 
-    def predict(self, z):
+    def predict(self, z: Any) -> Any:
         """y = g(z), the predictions."""
         xp = namespace_of(z)
         return self._predict(xp, z)
 
-    def loss(self, z, targets, mask=None):
+    def loss(self, z: Any, targets: Any, mask: Any = None) -> Any:
         """L = (1/N) Σ_p m_p ℓ(z_p, t_p): a 0-d array of z's dtype (eq. (L1))."""
         xp = self._check(z, targets, mask, "targets")
         return xp.sum(self._weights(xp, z, mask)[..., 0] * self._position_loss(xp, z, targets))
 
-    def delta(self, z, targets, mask=None, *, predictions=None):
+    def delta(self, z: Any, targets: Any, mask: Any = None, *, predictions: Any = None) -> Any:
         """dL/dz, shape of z: m_p/N · ∂ℓ/∂z_p (eq. (L3), (L6), (L9))."""
         xp = self._check(z, targets, mask, "targets")
         if predictions is None:
             predictions = self._predict(xp, z)
         return self._weights(xp, z, mask) * self._position_delta(xp, z, targets, predictions)
 
-    def hessian_vector(self, z, u, mask=None, *, targets=None, predictions=None):
+    def hessian_vector(self, z: Any, u: Any, mask: Any = None, *, targets: Any = None,
+                       predictions: Any = None) -> Any:
         """H_L u, shape of z: m_p/N · (∂²ℓ/∂z_p²) u_p (eq. (L4), (L7), (L10)).
 
         ``predictions`` (= g(z)) may be passed to reuse the forward pass. ``targets`` matter only
@@ -103,7 +107,8 @@ class MatchingLoss:
         self._check(z, u, mask, "vector u")
         return self.hessian_operator(z, mask, targets=targets, predictions=predictions)(u)
 
-    def hessian_operator(self, z, mask=None, *, targets=None, predictions=None):
+    def hessian_operator(self, z: Any, mask: Any = None, *, targets: Any = None,
+                         predictions: Any = None) -> Callable[[Any], Any]:
         """u ↦ H_L u at fixed z (eq. (L4), (L7), (L10)), with the checks and the weights m_p/N
         done once: the many products of one CG run share them. ``u`` is not checked (it has
         z's shape, dtype and device: an R-forward pass's output)."""
@@ -191,7 +196,7 @@ LOSSES = {cls.name: cls for cls in (SquaredError, CrossEntropy, SoftmaxCrossEntr
 _LOSS_ALIASES = {cls.loss_name: cls for cls in LOSSES.values()}
 
 
-def get(output) -> MatchingLoss:
+def get(output: str | MatchingLoss) -> MatchingLoss:
     """A matching loss from an output name (``"linear"``, ``"logistic"``, ``"softmax"``, or a loss
     name such as ``"squared_error"``), or a MatchingLoss passed through."""
     if isinstance(output, MatchingLoss):

@@ -12,6 +12,8 @@ loss's own curvature (κ = 1) for the others.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Nonlinearity:
     """A hidden nonlinearity: ``value(xp, a) = f(a)`` and ``slope(xp, h) = f'(a)`` from h = f(a)."""
@@ -21,11 +23,11 @@ class Nonlinearity:
     # loss whose gradient is f (structural-damping.md, section 3)
     structural_curvature: float = 1.0
 
-    def value(self, xp, pre):
+    def value(self, xp: Any, pre: Any) -> Any:
         """h = f(a) for the pre-activations ``pre``."""
         raise NotImplementedError
 
-    def slope(self, xp, hidden):
+    def slope(self, xp: Any, hidden: Any) -> Any:
         """f'(a), written as a function of h = f(a)."""
         raise NotImplementedError
 
@@ -40,14 +42,14 @@ class Tanh(Nonlinearity):
     name = "tanh"
     structural_curvature = 0.25
 
-    def value(self, xp, pre):
+    def value(self, xp: Any, pre: Any) -> Any:
         return xp.tanh(pre)
 
-    def slope(self, xp, hidden):
+    def slope(self, xp: Any, hidden: Any) -> Any:
         return 1.0 - hidden * hidden
 
 
-def logistic(xp, pre):
+def logistic(xp: Any, pre: Any) -> Any:
     """σ(a) = 1 / (1 + e^{−a}) without overflow: e^{−|a|} is always ≤ 1."""
     decay = xp.exp(-xp.abs(pre))
     return xp.where(pre >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
@@ -58,10 +60,10 @@ class Logistic(Nonlinearity):
 
     name = "logistic"
 
-    def value(self, xp, pre):
+    def value(self, xp: Any, pre: Any) -> Any:
         return logistic(xp, pre)
 
-    def slope(self, xp, hidden):
+    def slope(self, xp: Any, hidden: Any) -> Any:
         return hidden * (1.0 - hidden)
 
 
@@ -71,10 +73,10 @@ class Relu(Nonlinearity):
 
     name = "relu"
 
-    def value(self, xp, pre):
+    def value(self, xp: Any, pre: Any) -> Any:
         return xp.maximum(pre, xp.zeros_like(pre))
 
-    def slope(self, xp, hidden):
+    def slope(self, xp: Any, hidden: Any) -> Any:
         return xp.astype(hidden > 0, hidden.dtype)
 
 
@@ -83,17 +85,17 @@ class Linear(Nonlinearity):
 
     name = "linear"
 
-    def value(self, xp, pre):
+    def value(self, xp: Any, pre: Any) -> Any:
         return pre
 
-    def slope(self, xp, hidden):
+    def slope(self, xp: Any, hidden: Any) -> Any:
         return xp.ones_like(hidden)
 
 
 NONLINEARITIES = {cls.name: cls for cls in (Tanh, Logistic, Relu, Linear)}
 
 
-def get(nonlinearity) -> Nonlinearity:
+def get(nonlinearity: str | Nonlinearity) -> Nonlinearity:
     """A Nonlinearity from its name ("tanh", "logistic", "relu", "linear"), or itself."""
     if isinstance(nonlinearity, Nonlinearity):
         return nonlinearity

@@ -5,6 +5,7 @@ over time (the 2011 release's ``visualize_batch``). Host-side; needs matplotlib
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def _series(records, key):
     return [math.nan if v is None else float(v) for v in values]
 
 
-def plot_curves(records: list[dict], path, title: str = "") -> None:
+def plot_curves(records: list[dict], path: str | os.PathLike, title: str = "") -> None:
     """Train and test loss, test zero-one error, λ and CG steps per HF iteration, as one PNG."""
     plt = _pyplot()
     iterations = [r["iteration"] for r in records]
@@ -51,7 +52,9 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     plt.close(figure)
 
 
-def plot_sequence(inputs, hiddens, predictions, targets, mask, path, title: str = "") -> None:
+def plot_sequence(inputs: np.ndarray, hiddens: np.ndarray, predictions: np.ndarray,
+                  targets: np.ndarray, mask: np.ndarray, path: str | os.PathLike,
+                  title: str = "") -> None:
     """One sequence over time (host arrays, time first): inputs, hidden states, and the outputs
     beside their targets at the steps that count."""
     plt = _pyplot()

@@ -70,10 +70,14 @@ class CurvatureOperatorModel(HFModel, Protocol):
 
 @runtime_checkable
 class HFDataset(Protocol):
-    """The 2011 release's data object in Python form, as ``HF`` uses it."""
+    """The 2011 release's data object in Python form, as ``HF`` uses it. The batch ids are
+    read-only to HF (properties here, so that a data set's own ``list[int]`` matches)."""
 
-    train_batches: Sequence[Hashable]
-    test_batches: Sequence[Hashable]
+    @property
+    def train_batches(self) -> Sequence[Hashable]: ...
+
+    @property
+    def test_batches(self) -> Sequence[Hashable]: ...
 
     def batch(self, batch_id: Hashable) -> Batch: ...
 

@@ -31,7 +31,7 @@ _setting: int | str | None = None     # None: not read yet
 _current: int | None = None           # the count last applied
 
 
-def parse(value) -> int | str:
+def parse(value: int | str) -> int | str:
     """``"auto"``, ``"off"`` or a positive int, from a string or an int; ValueError otherwise."""
     if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
         return value.strip().lower()
@@ -44,7 +44,7 @@ def parse(value) -> int | str:
     return count
 
 
-def configure(value) -> None:
+def configure(value: int | str) -> None:
     """Set the thread setting (as ``ARRAYHF_THREADS`` would) and apply it now."""
     global _setting
     _setting = parse(value)

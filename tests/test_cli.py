@@ -9,6 +9,8 @@ import pytest
 
 from arrayhf import backend, cli
 
+from helpers import other_backend
+
 TINY = ["--T", "20", "--hidden", "8", "--batch-size", "16", "--train-batches", "2",
         "--test-batches", "1", "--max-cg", "10"]
 
@@ -52,6 +54,21 @@ def test_train_resume_and_plot(xp, device, tmp_path, capsys):
     for name in ("curves.png", "hidden_states.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (run_dir / name).stat().st_size > 10_000
+    first_picture = (run_dir / "hidden_states.png").read_bytes()
+    capsys.readouterr()
+
+    # the last test sequence (of 16) is another picture; one past it, or a negative one (which
+    # indexing would count from the end, under a title naming the negative number), is refused
+    # in one line, before any picture is drawn
+    assert cli.main(["plot", str(run_dir), "--sequence", "15"]) == 0
+    assert (run_dir / "hidden_states.png").read_bytes() != first_picture
+    for sequence in ("16", "-1"):
+        for name in ("curves.png", "hidden_states.png"):
+            (run_dir / name).unlink(missing_ok=True)
+        assert cli.main(["plot", str(run_dir), "--sequence", sequence]) == 2
+        err = capsys.readouterr().err
+        assert f"expected --sequence in 0..15 (the test sequences), got {sequence}" in err, err
+        assert not any((run_dir / name).exists() for name in ("curves.png", "hidden_states.png"))
 
 
 @pytest.mark.parametrize("problem", ["xor", "temporal_order", "random_permutation",
@@ -85,7 +102,9 @@ def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys)
                      "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
     out = capsys.readouterr().out
     assert "bits per character: train" in out and "held-out bits per character" in out
-    for sampling_backend in ("numpy", backend.name_of(xp)):
+    other = backend.name_of(other_backend(xp))   # helpers.other_backend: never the session's
+    assert other != backend.name_of(xp)
+    for sampling_backend in (other, backend.name_of(xp)):
         assert cli.main(["sample", str(run_dir), "--length", "40", "--prime", "the ",
                          "--backend", sampling_backend]) == 0
         text = capsys.readouterr().out.splitlines()[-1]

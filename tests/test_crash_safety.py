@@ -90,7 +90,7 @@ def uninterrupted(tmp_path_factory):
     started = time.perf_counter()
     run_to_end(command("train", *RUN, "--run-dir", str(run_dir)), run_dir.parent / "log")
     seconds = time.perf_counter() - started
-    arrays, meta = checkpoint.load(run_dir / "checkpoint.npz")
+    arrays, meta = checkpoint.read_arrays(run_dir / "checkpoint.npz")
     assert meta["iteration"] == ITERATIONS
     return arrays["params"], seconds
 
@@ -114,7 +114,7 @@ def test_training_killed_at_random_moments_resumes_exactly(uninterrupted, tmp_pa
         path = run_dir / "checkpoint.npz"
         if not (path.exists() or checkpoint.previous_path(path).exists()):
             continue
-        arrays, meta, _ = checkpoint.load_latest(path)
+        arrays, meta, _ = checkpoint.read_latest(path)
         assert arrays["params"].shape == reference_params.shape
         logged = logged_iterations(run_dir)
         print(f"kill {kills}: logged up to {max(logged, default=0)}, checkpoint "
@@ -124,7 +124,7 @@ def test_training_killed_at_random_moments_resumes_exactly(uninterrupted, tmp_pa
         run_to_end(command("resume", str(run_dir)), log)
     else:
         run_to_end(command("train", *RUN, "--run-dir", str(run_dir)), log)
-    arrays, meta = checkpoint.load(run_dir / "checkpoint.npz")
+    arrays, meta = checkpoint.read_arrays(run_dir / "checkpoint.npz")
     assert meta["iteration"] == ITERATIONS
     np.testing.assert_array_equal(arrays["params"], reference_params)
     assert logged_iterations(run_dir) == list(range(1, ITERATIONS + 1))
@@ -163,6 +163,6 @@ def test_checkpoint_writing_killed_at_random_moments_leaves_a_whole_file(tmp_pat
     for _ in range(5):
         kills += kill_after([sys.executable, "-c", WRITER, str(path)], rng.uniform(0.0, 0.1), log,
                             ready=writing)
-        arrays, meta, used = checkpoint.load_latest(path)
+        arrays, meta, used = checkpoint.read_latest(path)
         assert np.all(arrays["params"] == meta["iteration"]), used
     assert kills == 5

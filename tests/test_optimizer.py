@@ -218,7 +218,7 @@ def test_ctrl_c_saves_the_last_completed_iteration(xp, device, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         optimizer.run(max_iterations=5, stop=interrupt)
-    arrays, meta = checkpoint.load(tmp_path / "checkpoint.npz")
+    arrays, meta = checkpoint.read_arrays(tmp_path / "checkpoint.npz")
     assert meta["iteration"] == 2
     np.testing.assert_array_equal(arrays["params"], host(optimizer.params))
 
@@ -234,7 +234,7 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint(xp, device, tmp_path
     optimizer.step()
     with pytest.raises(OSError, match="simulated"):
         optimizer.save()
-    arrays, meta = checkpoint.load(tmp_path / "checkpoint.npz")
+    arrays, meta = checkpoint.read_arrays(tmp_path / "checkpoint.npz")
     assert meta["iteration"] == 2
     np.testing.assert_array_equal(arrays["params"], saved_params)
 
@@ -244,19 +244,19 @@ def test_a_crash_between_the_renames_falls_back_to_the_previous_file(tmp_path):
     checkpoint.save(path, {"params": np.arange(3.0)}, {"iteration": 1})
     checkpoint.save(path, {"params": np.arange(4.0)}, {"iteration": 2})
     path.unlink()  # as if killed after the first rename
-    arrays, meta, used = checkpoint.load_latest(path)
+    arrays, meta, used = checkpoint.read_latest(path)
     assert meta["iteration"] == 1 and used.name == "checkpoint.prev.npz"
     path.write_bytes(b"PK\x03\x04 torn")  # a damaged newest file: also falls back
-    assert checkpoint.load_latest(path)[1]["iteration"] == 1
+    assert checkpoint.read_latest(path)[1]["iteration"] == 1
     with pytest.raises(checkpoint.CheckpointError, match="damaged"):
-        checkpoint.load(path)
+        checkpoint.read_arrays(path)
 
 
 def test_a_newer_checkpoint_format_is_refused(tmp_path):
     path = tmp_path / "future.npz"
     np.savez(path, params=np.zeros(2), __meta__=np.array(json.dumps({"format_version": 99})))
     with pytest.raises(checkpoint.CheckpointError, match="format version 99"):
-        checkpoint.load(path)
+        checkpoint.read_arrays(path)
 
 
 class PoisonedAwayFromStart(arrayhf.FNN):

@@ -14,7 +14,7 @@ from arrayhf.data.batch import Batch
 from arrayhf.data.pathological import Pathological
 from arrayhf.data.problems import MINIMUM_T, POSITION_PERCENT, PROBLEMS, generate, layout
 
-from helpers import assert_matches, host
+from helpers import assert_matches, host, other_backend
 
 # small sizes keep the suite fast; memorization_20bit needs T >= 22
 SMALL_T = {"addition": 20, "multiplication": 20, "xor": 24, "temporal_order": 20,
@@ -280,9 +280,13 @@ def test_same_seed_same_data_other_seed_other_data(problem, xp, device):
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
-def test_every_backend_draws_the_numpy_data(problem, xp, device):
-    on_numpy = make(problem, backend.namespace("numpy"), "cpu")
-    assert_same_batches(all_batches(on_numpy), all_batches(make(problem, xp, device)))
+def test_another_backend_draws_the_same_data(problem, xp, device):
+    """The session's backend against a different one (helpers.other_backend): the same seed gives
+    the same batches, bit for bit."""
+    other = other_backend(xp)
+    assert backend.name_of(other) != backend.name_of(xp)
+    on_other = make(problem, other, None)
+    assert_same_batches(all_batches(on_other), all_batches(make(problem, xp, device)))
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)

@@ -67,7 +67,7 @@ def test_damaged_and_future_checkpoints_are_refused(tmp_path):
     np.savez(tmp_path / "future.npz", params=np.zeros(2),
              __meta__=np.array(json.dumps({"format_version": 2, "model": {}})))
     with pytest.raises(checkpoint.CheckpointError, match="format version 2"):
-        checkpoint.load(tmp_path / "future.npz")
+        checkpoint.read_arrays(tmp_path / "future.npz")
     np.savez(tmp_path / "no_model.npz", params=np.zeros(2),
              __meta__=np.array(json.dumps({"format_version": 1})))
     with pytest.raises(checkpoint.CheckpointError, match="no model description"):
@@ -78,7 +78,7 @@ def test_pickled_arrays_are_never_loaded(tmp_path):
     np.savez(tmp_path / "pickled.npz", params=np.array([object()], dtype=object),
              __meta__=np.array(json.dumps({"format_version": 1})))
     with pytest.raises(checkpoint.CheckpointError, match="damaged"):
-        checkpoint.load(tmp_path / "pickled.npz")
+        checkpoint.read_arrays(tmp_path / "pickled.npz")
 
 
 def test_unknown_model_descriptions_are_refused():

@@ -18,7 +18,7 @@ from arrayhf.data.corpus import bits_per_character, python_stdlib_corpus, unigra
 from arrayhf.data.text import Text, one_hot
 from arrayhf.data.vocabulary import UNKNOWN, Vocabulary
 
-from helpers import assert_matches, host
+from helpers import assert_matches, host, other_backend
 
 # a text long enough for a few sequences in each part, and with a deterministic order
 SAMPLE = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
@@ -225,13 +225,16 @@ def test_zero_one_error_rejects_predictions_of_another_shape(xp, device):
 
 
 # -- determinism and resumes -------------------------------------------------------------------
-def test_same_seed_gives_the_same_batches_on_numpy_and_the_backend_under_test(xp, device):
+def test_same_seed_gives_the_same_batches_on_another_backend(xp, device):
+    """The session's backend against a different one (helpers.other_backend)."""
+    other = other_backend(xp)
+    assert backend.name_of(other) != backend.name_of(xp)
     on_backend = make(xp, device)
-    on_numpy = make(backend.namespace("numpy"), "cpu")
+    on_other = make(other, None)
     on_backend.forget()
-    on_numpy.forget()
+    on_other.forget()
     for batch_id in on_backend.train_batches + on_backend.test_batches:
-        ours, theirs = on_backend.batch(batch_id), on_numpy.batch(batch_id)
+        ours, theirs = on_backend.batch(batch_id), on_other.batch(batch_id)
         assert np.array_equal(ids_of(ours.inputs), ids_of(theirs.inputs))
         assert np.array_equal(host(ours.targets), host(theirs.targets))
         assert np.array_equal(host(ours.mask), host(theirs.mask))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 from arrayhf import backend, threads
 from arrayhf.cli import inspect, pathological, text
@@ -44,7 +45,7 @@ def _threads(value: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message)."""
     args = build_parser().parse_args(argv)
     try:

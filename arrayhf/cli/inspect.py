@@ -3,6 +3,7 @@ or checkpoint: training curves and hidden states as pictures, predictions for ne
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
@@ -14,7 +15,7 @@ from arrayhf.cli import runs
 from arrayhf.hf.runlog import RunLog
 
 
-def plot(args) -> int:
+def plot(args: argparse.Namespace) -> int:
     """curves.png (and hidden_states.png for pathological runs) in the run dir."""
     run_dir = pathlib.Path(args.run_dir)
     settings = runs.load_settings(run_dir)
@@ -28,10 +29,13 @@ def plot(args) -> int:
                           title=f"{settings.model} on {settings.source}, T = {settings.T}")
         print(f"wrote {run_dir / 'curves.png'} (loss in nats per character)")
         return 0
+    if not 0 <= args.sequence < settings.batch_size:
+        raise ValueError(f"expected --sequence in 0..{settings.batch_size - 1} (the test "
+                         f"sequences), got {args.sequence}")
     title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
     plots.plot_curves(records, run_dir / "curves.png", title=title)
     model, dataset, _ = runs.build(settings, None, progress=False)
-    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    arrays, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     xp = runs.xp_for(settings)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype)
     batch = dataset.batch(dataset.test_batches[0])
@@ -39,9 +43,11 @@ def plot(args) -> int:
     sequence = args.sequence
     mask = backend.to_numpy(batch.mask)[:, sequence]
     length = int(np.nonzero(mask)[0].max()) + 1 if mask.any() else mask.shape[0]
-    pick = [backend.to_numpy(a)[:length, sequence] for a in
-            (batch.inputs, cache.hiddens, cache.predictions, batch.targets)]
-    plots.plot_sequence(*pick, mask[:length], run_dir / "hidden_states.png",
+    inputs, hiddens, predictions, targets = (
+        backend.to_numpy(a)[:length, sequence]
+        for a in (batch.inputs, cache.hiddens, cache.predictions, batch.targets))
+    plots.plot_sequence(inputs, hiddens, predictions, targets, mask[:length],
+                        run_dir / "hidden_states.png",
                         title=f"{title}: test sequence {sequence} at iteration {meta['iteration']}")
     print(f"wrote {run_dir / 'curves.png'} and {run_dir / 'hidden_states.png'}")
     return 0
@@ -62,7 +68,7 @@ def _read_inputs(path) -> np.ndarray:
     return host_inputs
 
 
-def predict(args) -> int:
+def predict(args: argparse.Namespace) -> int:
     """Load a checkpoint onto a backend and write its predictions for inputs from a .npy file."""
     model, params = arrayhf.load(args.run_dir, backend=args.backend, device=args.device,
                                  dtype=args.dtype)
@@ -79,7 +85,7 @@ def predict(args) -> int:
     return 0
 
 
-def add_commands(commands) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     """plot and predict, on the ``arrayhf`` parser's subcommands."""
     plot_parser = commands.add_parser("plot", help="curves.png and hidden_states.png of a run")
     plot_parser.add_argument("run_dir")

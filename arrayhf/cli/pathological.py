@@ -4,11 +4,14 @@ until the test error is below the threshold, with a verdict at the end; resume c
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 
 from arrayhf.cli import runs
 from arrayhf.cli.text import train_text_run
 from arrayhf.data.problems import PROBLEMS
+from arrayhf.hf.optimizer import HF
 
 # The demo on a laptop: T = 20 and 300 sequences a batch (10 batches for the gradient, fresh every
 # iteration; curvature on one), stopped at MS11's success criterion (< 1% of test sequences wrong).
@@ -17,12 +20,12 @@ DEMO_CPU = {"T": 20, "batch_size": 300, "train_batches": 10, "test_batches": 10,
             "threshold": 0.01}
 
 
-def solved(settings: runs.RunSettings, record) -> bool:
+def solved(settings: runs.RunSettings, record: dict) -> bool:
     """The run's success: a test error below ``settings.threshold``."""
     return record["test_error"] is not None and record["test_error"] < settings.threshold
 
 
-def verdict(settings: runs.RunSettings, optimizer, seconds) -> str:
+def verdict(settings: runs.RunSettings, optimizer: HF, seconds: float) -> str:
     """The line that ends a run: SOLVED or NOT SOLVED, with the test error and what it cost."""
     last = optimizer.history[-1] if optimizer.history else None
     where = f"{settings.problem}, T = {settings.T}"
@@ -38,7 +41,8 @@ def verdict(settings: runs.RunSettings, optimizer, seconds) -> str:
             f"(needs < {100 * settings.threshold:g}%)")
 
 
-def train_run(settings: runs.RunSettings, run_dir, *, resume: bool, force: bool = False) -> int:
+def train_run(settings: runs.RunSettings, run_dir: str | os.PathLike, *, resume: bool,
+              force: bool = False) -> int:
     """Start (or resume) a pathological run and train it until solved or out of iterations."""
     opened = runs.open_run(settings, run_dir, resume=resume, force=force)
     if opened is None:
@@ -60,7 +64,7 @@ def train_run(settings: runs.RunSettings, run_dir, *, resume: bool, force: bool 
     return 0
 
 
-def demo(args) -> int:
+def demo(args: argparse.Namespace) -> int:
     """The 2011 release's demo: multiplication, at a laptop's T unless --T >= 100."""
     on_cpu = not (args.device and args.device != "cpu") and (args.T is None or args.T < 100)
     defaults = {"problem": "multiplication", **(DEMO_CPU if on_cpu else {})}
@@ -68,14 +72,14 @@ def demo(args) -> int:
     return train_run(settings, args.run_dir or "runs/demo", resume=False)
 
 
-def train(args) -> int:
+def train(args: argparse.Namespace) -> int:
     """HF on a pathological problem, from the command-line settings."""
     settings = runs.settings_from(args, runs.RunSettings)
     return train_run(settings, args.run_dir or f"runs/{settings.problem}-T{settings.T}",
                      resume=False)
 
 
-def resume(args) -> int:
+def resume(args: argparse.Namespace) -> int:
     """Continue a run (pathological or text) from its last checkpoint. Settings other than
     --iterations and --save-every must be those the checkpoint was made with (--force: resume
     anyway)."""
@@ -102,7 +106,7 @@ def _add_problem_options(parser, *, for_demo: bool) -> None:
         defaults={"batch_size": "1000; the CPU demo 300", "damping": "0.01 × outputs"})
 
 
-def add_commands(commands) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     """demo, train and resume, on the ``arrayhf`` parser's subcommands."""
     demo_parser = commands.add_parser(
         "demo", help="HF on the multiplication problem, as the 2011 release's demo")

@@ -12,12 +12,15 @@ iteration, and success when fewer than 0.1% of the test sequences are wrong.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import pathlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 import arrayhf
 from arrayhf import backend, checkpoint
@@ -35,9 +38,11 @@ RUN_FILE = "run.json"
 CHANGEABLE_ON_RESUME = ("iterations", "save_every")
 
 
+@dataclass
 class _SavedSettings:
     """What both settings records share: JSON form, an atomic run.json, and the part of the
-    settings that a resume must find unchanged."""
+    settings that a resume must find unchanged. A dataclass without fields of its own, so that
+    ``dataclasses.asdict(self)`` is typed for the records that subclass it."""
 
     def to_json(self) -> dict:
         """The settings as a JSON-ready dict."""
@@ -83,14 +88,15 @@ class RunSettings(_SavedSettings):
     save_every: int = 5
 
 
-def xp_for(settings: RunSettings):
+def xp_for(settings: RunSettings | TextRunSettings) -> Any:
     """The namespace of the run's backend (JAX switched to 64-bit for float64 runs)."""
     xp = backend.namespace(settings.backend, device=settings.device)
     backend.enable_float64(xp, settings.dtype)
     return xp
 
 
-def build(settings: RunSettings, run_dir=None, progress: bool = True):
+def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
+          progress: bool = True) -> tuple[arrayhf.RNN, Pathological, HF]:
     """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
     xp = xp_for(settings)
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
@@ -142,7 +148,11 @@ class TextRunSettings(_SavedSettings):
     save_every: int = 2
 
 
-def load_settings(run_dir):
+# either settings record, as settings_from makes the one it is given
+Settings = TypeVar("Settings", RunSettings, TextRunSettings)
+
+
+def load_settings(run_dir: str | os.PathLike) -> RunSettings | TextRunSettings:
     """The settings of a run directory: RunSettings or TextRunSettings, by their ``kind``."""
     path = pathlib.Path(run_dir) / RUN_FILE
     if not path.exists():
@@ -154,7 +164,8 @@ def load_settings(run_dir):
         raise ValueError(f"{path} is damaged: not JSON ({error})") from error
     if not isinstance(saved, dict):
         raise ValueError(f"{path} is damaged: expected a JSON object, got {type(saved).__name__}")
-    cls = TextRunSettings if saved.get("kind") == "text" else RunSettings
+    cls: type[RunSettings | TextRunSettings] = (TextRunSettings if saved.get("kind") == "text"
+                                                else RunSettings)
     unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
@@ -168,7 +179,7 @@ def read_source(settings: TextRunSettings) -> str:
     return pathlib.Path(settings.source).read_text(encoding="utf-8")[:settings.max_chars]
 
 
-def text_model(settings: TextRunSettings, vocabulary_size: int):
+def text_model(settings: TextRunSettings, vocabulary_size: int) -> MRNN | arrayhf.RNN:
     """The MRNN (or RNN) of a text run, for a vocabulary of this size."""
     if settings.model == "mrnn":
         return MRNN(vocabulary_size, settings.hidden, settings.factors, vocabulary_size,
@@ -178,7 +189,8 @@ def text_model(settings: TextRunSettings, vocabulary_size: int):
     raise ValueError(f"expected model 'mrnn' or 'rnn', got {settings.model!r}")
 
 
-def build_text(settings: TextRunSettings, run_dir=None, progress: bool = True):
+def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> tuple[MRNN | arrayhf.RNN, Text, HF]:
     """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
     xp = xp_for(settings)
     vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
@@ -218,7 +230,9 @@ TRAINING_OPTIONS = (
 )
 
 
-def add_training_options(parser, settings_class, *, run_dir: str, defaults=None) -> None:
+def add_training_options(parser: argparse.ArgumentParser,
+                         settings_class: type[RunSettings | TextRunSettings], *, run_dir: str,
+                         defaults: dict[str, str] | None = None) -> None:
     """TRAINING_OPTIONS and ``--run-dir`` on a training command's parser. Every option defaults
     to None, which keeps the settings record's default; the help shows that default, or the
     text ``defaults`` gives for it."""
@@ -232,7 +246,8 @@ def add_training_options(parser, settings_class, *, run_dir: str, defaults=None)
                         help=f"where the logs and checkpoints go (default {run_dir})")
 
 
-def settings_from(args, settings_class, **values):
+def settings_from(args: argparse.Namespace, settings_class: type[Settings],
+                  **values: Any) -> Settings:
     """A settings record of ``values``, and of every option given on the command line over them
     (an option left out is None)."""
     for field in dataclasses.fields(settings_class):
@@ -243,13 +258,22 @@ def settings_from(args, settings_class, **values):
 
 
 # -- a run directory ---------------------------------------------------------------------------
-def has_checkpoint(run_dir) -> bool:
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     """Whether the run directory holds a checkpoint (or the one kept before it)."""
     path = pathlib.Path(run_dir) / checkpoint.CHECKPOINT_NAME
     return path.exists() or checkpoint.previous_path(path).exists()
 
 
-def open_run(settings, run_dir, *, resume: bool, force: bool = False):
+@overload
+def open_run(settings: RunSettings, run_dir: str | os.PathLike, *, resume: bool,
+             force: bool = False) -> tuple[arrayhf.RNN, Pathological, HF] | None: ...
+@overload
+def open_run(settings: TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
+             force: bool = False) -> tuple[MRNN | arrayhf.RNN, Text, HF] | None: ...
+
+
+def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike, *,
+             resume: bool, force: bool = False) -> tuple[Any, Any, HF] | None:
     """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
     where one is already. A new run saves its settings to run.json first; a resumed one continues
     from its checkpoint, and one killed before its first checkpoint starts again from iteration
@@ -259,7 +283,9 @@ def open_run(settings, run_dir, *, resume: bool, force: bool = False):
         print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
               f"choose another --run-dir", file=sys.stderr)
         return None
-    built = (build_text if isinstance(settings, TextRunSettings) else build)(settings, run_dir)
+    built: tuple[Any, Any, HF] = (build_text(settings, run_dir)
+                                  if isinstance(settings, TextRunSettings)
+                                  else build(settings, run_dir))
     if resume and has_checkpoint(run_dir):
         built[2].resume(force=force)
     elif resume:
@@ -270,7 +296,8 @@ def open_run(settings, run_dir, *, resume: bool, force: bool = False):
     return built
 
 
-def run_until_done(optimizer, settings, run_dir, stop) -> bool:
+def run_until_done(optimizer: HF, settings: RunSettings | TextRunSettings,
+                   run_dir: str | os.PathLike, stop: Callable[[dict], bool]) -> bool:
     """Run up to ``settings.iterations`` HF iterations, or until ``stop(record)``; False, after
     saying how to continue, when Ctrl-C stopped it (the optimizer saved its checkpoint)."""
     try:

@@ -3,6 +3,8 @@ on a UTF-8 text, in bits per character, and text generated from its checkpoint o
 
 from __future__ import annotations
 
+import argparse
+import os
 import pathlib
 import sys
 import time
@@ -16,7 +18,7 @@ from arrayhf.data.text import one_hot
 from arrayhf.data.vocabulary import Vocabulary
 
 
-def train_text_run(settings: runs.TextRunSettings, run_dir, *, resume: bool,
+def train_text_run(settings: runs.TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
                    force: bool = False) -> int:
     """Start (or resume) a text run; report bits per character after every HF iteration."""
     opened = runs.open_run(settings, run_dir, resume=resume, force=force)
@@ -47,7 +49,7 @@ def train_text_run(settings: runs.TextRunSettings, run_dir, *, resume: bool,
     return 0
 
 
-def train_text(args) -> int:
+def train_text(args: argparse.Namespace) -> int:
     """HF on a character-level MRNN or RNN over a text file or --stdlib."""
     if (args.file is None) == (not args.stdlib):
         print("arrayhf train-text: give a FILE or --stdlib (not both)", file=sys.stderr)
@@ -57,7 +59,7 @@ def train_text(args) -> int:
     return train_text_run(settings, args.run_dir or "runs/text", resume=False)
 
 
-def sample(args) -> int:
+def sample(args: argparse.Namespace) -> int:
     """Generate text from a checkpoint: feed the prime, then draw each next character from the
     softmax of the model's output (divided by the temperature, the unknown symbol excluded) with
     a seeded host generator."""
@@ -70,7 +72,7 @@ def sample(args) -> int:
     xp = runs.xp_for(settings)
     vocabulary = Vocabulary.from_json(settings.vocabulary)
     model = runs.text_model(settings, vocabulary.size)
-    arrays, meta, _ = checkpoint.load_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    arrays, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype, device=args.device)
     rng = np.random.default_rng(args.seed)
     ids = list(vocabulary.encode(args.prime)) or [int(rng.integers(1, vocabulary.size))]
@@ -108,7 +110,7 @@ def _add_text_options(parser) -> None:
     runs.add_training_options(parser, runs.TextRunSettings, run_dir="runs/text")
 
 
-def add_commands(commands) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     """train-text and sample, on the ``arrayhf`` parser's subcommands."""
     text_parser = commands.add_parser(
         "train-text", help="a character-level MRNN (or RNN) on a text, in bits per character")

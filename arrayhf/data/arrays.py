@@ -9,20 +9,23 @@ resumed run continues exactly.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any, overload
+
 from arrayhf._validate import check_finite, namespace_of
 from arrayhf.data.batch import Batch
 
 ERROR_KINDS = ("argmax", "threshold", None)
 
 
-def check_prediction_shape(predictions, targets) -> None:
+def check_prediction_shape(predictions: Any, targets: Any) -> None:
     """ValueError unless the predictions have the targets' shape."""
     if tuple(predictions.shape) != tuple(targets.shape):
         raise ValueError(f"expected predictions of the targets' shape "
                          f"{list(targets.shape)}, got {list(predictions.shape)}")
 
 
-def wrong_positions(predictions, targets, kind: str = "argmax"):
+def wrong_positions(predictions: Any, targets: Any, kind: str = "argmax") -> Any:
     """Where a prediction is wrong: a boolean array of the targets' shape less its last axis.
 
     ``"argmax"``: the largest output is not the target's largest (softmax classification);
@@ -37,7 +40,16 @@ def wrong_positions(predictions, targets, kind: str = "argmax"):
     raise ValueError(f"expected an error kind in {ERROR_KINDS}, got {kind!r}")
 
 
-def zero_one_error(batch: Batch, predictions, kind: str | None = "argmax") -> float | None:
+# the types say what the kinds mean: a str always gives a float, None always gives None
+@overload
+def zero_one_error(batch: Batch, predictions: Any, kind: str = "argmax") -> float: ...
+@overload
+def zero_one_error(batch: Batch, predictions: Any, kind: None) -> None: ...
+@overload
+def zero_one_error(batch: Batch, predictions: Any, kind: str | None) -> float | None: ...
+
+
+def zero_one_error(batch: Batch, predictions: Any, kind: str | None = "argmax") -> float | None:
     """Fraction of counted (mask 1, or all without a mask) positions whose prediction is wrong
     (:func:`wrong_positions`); ``kind=None``: no zero-one error (regression), returns None."""
     if kind is None:
@@ -56,8 +68,8 @@ class ArrayDataset:
     Batch ids: ``("train", i)`` and ``("test", i)``.
     """
 
-    def __init__(self, train_inputs, train_targets, test_inputs, test_targets, *,
-                 batch_size: int, error: str | None = "argmax"):
+    def __init__(self, train_inputs: Any, train_targets: Any, test_inputs: Any,
+                 test_targets: Any, *, batch_size: int, error: str | None = "argmax") -> None:
         if error not in ERROR_KINDS:
             raise ValueError(f"expected error in {ERROR_KINDS}, got {error!r}")
         if batch_size < 1:
@@ -67,7 +79,7 @@ class ArrayDataset:
                             ("test_inputs", test_inputs), ("test_targets", test_targets)):
             check_finite(xp, name, array)
         self.error = error
-        self._batches = {}
+        self._batches: dict[tuple[str, int], Batch] = {}
         for split, inputs, targets in (("train", train_inputs, train_targets),
                                        ("test", test_inputs, test_targets)):
             if inputs.shape[0] != targets.shape[0]:
@@ -81,7 +93,7 @@ class ArrayDataset:
         self.train_batches = [key for key in self._batches if key[0] == "train"]
         self.test_batches = [key for key in self._batches if key[0] == "test"]
 
-    def batch(self, batch_id) -> Batch:
+    def batch(self, batch_id: Hashable | list) -> Batch:
         """The Batch of an id from ``train_batches`` or ``test_batches``."""
         key = tuple(batch_id) if isinstance(batch_id, list | tuple) else batch_id
         if key not in self._batches:
@@ -93,7 +105,7 @@ class ArrayDataset:
     def forget(self) -> None:
         """A fixed data set has no fresh data to draw."""
 
-    def zero_one_error(self, batch: Batch, predictions) -> float | None:
+    def zero_one_error(self, batch: Batch, predictions: Any) -> float | None:
         """The fraction of counted rows predicted wrong (None when ``error=None``)."""
         return zero_one_error(batch, predictions, self.error)
 

@@ -32,21 +32,21 @@ class Batch:
         return int(self.targets.shape[-2])
 
 
-def check_positive_int(name: str, value) -> int:
+def check_positive_int(name: str, value: Any) -> int:
     """``value`` as an int; ValueError unless it is an integer (not a bool) of at least 1."""
     if not is_integer(value) or value < 1:
         raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
     return int(value)
 
 
-def check_seed(seed) -> int:
+def check_seed(seed: Any) -> int:
     """``seed`` as an int; ValueError unless it is a non-negative integer (not a bool)."""
     if not is_integer(seed) or seed < 0:
         raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
-def batch_key(batch_id, train: dict, test: dict):
+def batch_key(batch_id: Any, train: dict, test: dict) -> int | tuple:
     """The key of ``batch_id`` in a data set's ``train`` or ``test`` batches: an int (not a bool)
     for training, ``("test", i)`` (or the list a JSON round trip makes of it) for testing.
     KeyError for any other id, naming the ids there are."""

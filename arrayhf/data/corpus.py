@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import sysconfig
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +31,13 @@ SKIPPED_STDLIB_DIRECTORIES = frozenset({"test", "tests", "idle_test", "site-pack
                                         "dist-packages", "__pycache__"})
 
 
-def bits_per_character(loss) -> float:
+def bits_per_character(loss: Any) -> float:
     """``loss / ln 2``: a mean categorical cross-entropy in nats per counted character (the
     softmax loss of arrayhf's models, a 0-d array or a float) in bits per character."""
     return float(backend.to_numpy(loss)) / math.log(2.0)
 
 
-def unigram_entropy_bits(text_or_ids) -> float:
+def unigram_entropy_bits(text_or_ids: Any) -> float:
     """The entropy, in bits, of the character frequencies of a text (a str, or its ids): the bits
     per character of the best model that ignores context. ``"aabb"`` gives 1.0."""
     if isinstance(text_or_ids, str):

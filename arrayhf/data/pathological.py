@@ -17,6 +17,7 @@ with :func:`arrayhf.backend.from_host`, so the same seed gives the same data on 
 from __future__ import annotations
 
 import copy
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -79,8 +80,8 @@ class Pathological:
 
     def __init__(self, problem: str, T: int, *, batch_size: int = 1000,
                  n_train_batches: int = 10, n_test_batches: int = 10, seed: int = 0,
-                 xp=None, dtype: Any = None, device: Any = None,
-                 only_memory_bits: bool = False, addition_target: str = "sum"):
+                 xp: Any = None, dtype: Any = None, device: Any = None,
+                 only_memory_bits: bool = False, addition_target: str = "sum") -> None:
         check_T(problem, T)
         batch_size = check_positive_int("batch_size", batch_size)
         n_train_batches = check_positive_int("n_train_batches", n_train_batches)
@@ -122,7 +123,7 @@ class Pathological:
         self._train = {batch_id: self._draw(self._train_rng) for batch_id in self.train_batches}
 
     # -- the data-object protocol ----------------------------------------------------------
-    def batch(self, batch_id) -> Batch:
+    def batch(self, batch_id: Hashable | list) -> Batch:
         """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
         round trip makes of it) for testing."""
         key = batch_key(batch_id, self._train, self._test)
@@ -132,7 +133,7 @@ class Pathological:
         """Replace the training batches with fresh ones; the test set stays as it is."""
         self._draw_training()
 
-    def zero_one_error(self, batch: Batch, predictions) -> float:
+    def zero_one_error(self, batch: Batch, predictions: Any) -> float:
         """The fraction of sequences of ``batch`` that are wrong.
 
         A step is wrong when, for linear outputs, |prediction - target| > 0.04; for logistic

@@ -54,10 +54,16 @@ with :func:`arrayhf.backend.from_host`, so the same seed gives the same data on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from arrayhf._validate import is_integer
 from arrayhf.data.batch import check_positive_int
+
+# what every generator returns: (inputs [T_max, B, n_in], targets [T_max, B, n_out], mask
+# [T_max, B]), float64 host arrays
+HostBatch = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 PROBLEMS = ("addition", "multiplication", "xor", "temporal_order", "temporal_order_3bit",
             "random_permutation", "memorization", "memorization_20bit")
@@ -133,7 +139,7 @@ def _scaled_range(percent_low: int, percent_high: int, T: int, at_least: int = 0
     return low, high
 
 
-def layout(problem: str, T: int):
+def layout(problem: str, T: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     """The length range and the special-position ranges of a variable-length problem.
 
     Returns ``((length_low, length_high), [(position_low, position_high), ...])``, every range
@@ -198,7 +204,8 @@ def _marked_operands(problem, T, batch_size, rng, values_of_shape, operation):
     return inputs, targets, mask
 
 
-def addition(T: int, batch_size: int, rng: np.random.Generator, *, target: str = "sum"):
+def addition(T: int, batch_size: int, rng: np.random.Generator, *,
+             target: str = "sum") -> HostBatch:
     """One batch of the addition problem: the target is A + B (``target="sum"``, the release) or
     (A + B) / 2 (``"mean"``, MS11), at the last step only. Values ~ U[0, 1); length in
     [T, 1.1T); operands at I in [0.01T, 0.1T), J in [0.1T, 0.5T)."""
@@ -209,13 +216,13 @@ def addition(T: int, batch_size: int, rng: np.random.Generator, *, target: str =
                             lambda a, b: scale * (a + b))
 
 
-def multiplication(T: int, batch_size: int, rng: np.random.Generator):
+def multiplication(T: int, batch_size: int, rng: np.random.Generator) -> HostBatch:
     """One batch of the multiplication problem: as :func:`addition`, the target is A · B."""
     return _marked_operands("multiplication", T, batch_size, rng, rng.random,
                             lambda a, b: a * b)
 
 
-def xor(T: int, batch_size: int, rng: np.random.Generator):
+def xor(T: int, batch_size: int, rng: np.random.Generator) -> HostBatch:
     """One batch of the xor problem: random bits in the value channel, length in [0.5T, 0.55T),
     marked bits at I in [0.01T, 0.1T), J in [0.15T, 0.25T); the target is their XOR."""
     def random_bits(shape):
@@ -244,19 +251,19 @@ def _temporal_order(problem, T, batch_size, rng):
     return inputs, targets, mask
 
 
-def temporal_order(T: int, batch_size: int, rng: np.random.Generator):
+def temporal_order(T: int, batch_size: int, rng: np.random.Generator) -> HostBatch:
     """One batch of the 2-bit temporal order problem: X/Y at I in [0.01T, 0.1T) and
     J in [0.4T, 0.5T), length in [T, 1.1T); 4-way one-hot target at the last step."""
     return _temporal_order("temporal_order", T, batch_size, rng)
 
 
-def temporal_order_3bit(T: int, batch_size: int, rng: np.random.Generator):
+def temporal_order_3bit(T: int, batch_size: int, rng: np.random.Generator) -> HostBatch:
     """One batch of the 3-bit temporal order problem: specials at [0.01T, 0.1T),
     [0.3T, 0.4T), [0.5T, 0.6T); 8-way one-hot target at the last step."""
     return _temporal_order("temporal_order_3bit", T, batch_size, rng)
 
 
-def random_permutation(T: int, batch_size: int, rng: np.random.Generator):
+def random_permutation(T: int, batch_size: int, rng: np.random.Generator) -> HostBatch:
     """One batch of the random permutation problem: length exactly T; the first symbol is 0 or
     1 (half the batch each, shuffled), the other T - 1 are uniform over 2 .. 99. The target at
     every step is the next input symbol, at the last step the first symbol; the mask counts
@@ -306,7 +313,7 @@ def _memorization(problem, T, batch_size, rng, only_memory_bits):
 
 
 def memorization(T: int, batch_size: int, rng: np.random.Generator, *,
-                 only_memory_bits: bool = False):
+                 only_memory_bits: bool = False) -> HostBatch:
     """One batch of the 5-bit noiseless memorization problem (5 symbols of 2 values).
 
     The batch enumerates all 32 patterns in order, repeated ``batch_size // 32`` times, and
@@ -316,19 +323,21 @@ def memorization(T: int, batch_size: int, rng: np.random.Generator, *,
 
 
 def memorization_20bit(T: int, batch_size: int, rng: np.random.Generator, *,
-                       only_memory_bits: bool = False):
+                       only_memory_bits: bool = False) -> HostBatch:
     """One batch of the 20-bit memorization problem: 10 symbols of 5 values, drawn uniformly."""
     return _memorization("memorization_20bit", T, batch_size, rng, only_memory_bits)
 
 
-GENERATORS = {"addition": addition, "multiplication": multiplication, "xor": xor,
-              "temporal_order": temporal_order, "temporal_order_3bit": temporal_order_3bit,
-              "random_permutation": random_permutation, "memorization": memorization,
-              "memorization_20bit": memorization_20bit}
+# the memorization generators also take only_memory_bits
+GENERATORS: dict[str, Callable[..., HostBatch]] = {
+    "addition": addition, "multiplication": multiplication, "xor": xor,
+    "temporal_order": temporal_order, "temporal_order_3bit": temporal_order_3bit,
+    "random_permutation": random_permutation, "memorization": memorization,
+    "memorization_20bit": memorization_20bit}
 
 
 def generate(problem: str, T: int, batch_size: int, rng: np.random.Generator, *,
-             only_memory_bits: bool = False, addition_target: str = "sum"):
+             only_memory_bits: bool = False, addition_target: str = "sum") -> HostBatch:
     """One batch of ``problem`` on the host.
 
     Parameters

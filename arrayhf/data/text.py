@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ __all__ = ["UNKNOWN", "Text", "Vocabulary", "bits_per_character", "one_hot",
            "python_stdlib_corpus", "unigram_entropy_bits"]
 
 
-def one_hot(ids, size: int, *, dtype: Any = None):
+def one_hot(ids: Any, size: int, *, dtype: Any = None) -> Any:
     """One-hot rows ``[..., size]`` in float ``dtype`` (default float64) of integer ``ids``,
     built on the ids' backend and device."""
     xp = namespace_of(ids)
@@ -117,9 +118,9 @@ class Text:
 
     def __init__(self, text: str | os.PathLike, *, T: int = 100, batch_size: int = 100,
                  n_train_batches: int = 10, n_test_batches: int = 2, warmup: int = 10,
-                 held_out: float = 0.1, seed: int = 0, xp=None, dtype: Any = None,
+                 held_out: float = 0.1, seed: int = 0, xp: Any = None, dtype: Any = None,
                  device: Any = None, vocabulary: Vocabulary | list | None = None,
-                 max_vocabulary: int | None = None, one_hot_inputs: bool = False):
+                 max_vocabulary: int | None = None, one_hot_inputs: bool = False) -> None:
         if isinstance(text, os.PathLike):
             text = Path(text).read_text(encoding="utf-8")
         if not isinstance(text, str):
@@ -177,7 +178,7 @@ class Text:
         self._draw_training()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **options) -> Text:
+    def from_file(cls, path: str | os.PathLike, **options: Any) -> Text:
         """The text of a UTF-8 file; ``options`` are those of :class:`Text`."""
         return cls(Path(path), **options)
 
@@ -215,15 +216,15 @@ class Text:
         self._train = {batch_id: self._make_batch(offsets)
                        for batch_id, offsets in self._train_offsets.items()}
 
-    def offsets(self, batch_id) -> np.ndarray:
+    def offsets(self, batch_id: Hashable | list) -> np.ndarray:
         """Where the batch's substrings start in the text: ``B`` character positions (a copy);
         sequence ``b`` is ``text[offsets[b] : offsets[b] + T + 1]``."""
         key = batch_key(batch_id, self._train, self._test)
-        source = self._test_offsets if isinstance(key, tuple) else self._train_offsets
+        source: dict = self._test_offsets if isinstance(key, tuple) else self._train_offsets
         return source[key].copy()
 
     # -- the data-object protocol ----------------------------------------------------------
-    def batch(self, batch_id) -> Batch:
+    def batch(self, batch_id: Hashable | list) -> Batch:
         """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
         round trip makes of it) for testing."""
         key = batch_key(batch_id, self._train, self._test)
@@ -233,13 +234,13 @@ class Text:
         """Replace the training substrings with fresh random ones; the test set stays."""
         self._draw_training()
 
-    def zero_one_error(self, batch: Batch, predictions) -> float:
+    def zero_one_error(self, batch: Batch, predictions: Any) -> float:
         """The fraction of counted (mask 1) positions whose most probable predicted character
         is not the next character."""
         return zero_one_error(batch, predictions, "argmax")
 
     @staticmethod
-    def bits_per_character(loss) -> float:
+    def bits_per_character(loss: Any) -> float:
         """The softmax loss (mean nats per counted character) in bits per character: loss / ln 2.
         """
         return bits_per_character(loss)

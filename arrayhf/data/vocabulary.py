@@ -8,6 +8,9 @@ trained model can be sampled on another machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from arrayhf import backend
@@ -49,7 +52,7 @@ class Vocabulary:
         Vocabulary.from_json(vocabulary.to_json()) == vocabulary
     """
 
-    def __init__(self, text: str, *, max_size: int | None = None):
+    def __init__(self, text: str, *, max_size: int | None = None) -> None:
         if not isinstance(text, str):
             raise TypeError(f"expected the text as a str, got {type(text).__name__}")
         codes, counts = np.unique(code_points(text), return_counts=True)
@@ -66,7 +69,7 @@ class Vocabulary:
         self._codes = np.array([ord(c) for c in characters], dtype=np.int64)
 
     @classmethod
-    def from_json(cls, symbols) -> Vocabulary:
+    def from_json(cls, symbols: Sequence[str]) -> Vocabulary:
         """The vocabulary of :meth:`to_json`'s list: the unknown symbol, then the characters in
         increasing order."""
         if isinstance(symbols, str) or not isinstance(symbols, (list, tuple)):
@@ -98,7 +101,7 @@ class Vocabulary:
     def __len__(self) -> int:
         return self.size
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and self.symbols == other.symbols
 
     def __hash__(self) -> int:
@@ -119,7 +122,7 @@ class Vocabulary:
         found = self._codes[np.minimum(positions, self._codes.size - 1)] == codes
         return np.where(found, positions + 1, UNKNOWN_ID).astype(np.int64)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Any) -> str:
         """The text of a 1-D sequence of ids (a list, a numpy array or any backend's array)."""
         if isinstance(ids, (list, tuple)):
             host = np.asarray(ids, dtype=np.int64) if ids else np.zeros(0, dtype=np.int64)

@@ -209,11 +209,11 @@ class _Record:
 
 
 def conjugate_gradient(
-    operator: Callable,
-    b,
-    x0=None,
+    operator: Callable[[Any], Any],
+    b: Any,
+    x0: Any = None,
     *,
-    preconditioner=None,
+    preconditioner: Any = None,
     max_iterations: int = 250,
     min_iterations: int = 1,
     epsilon: float = 5e-4,

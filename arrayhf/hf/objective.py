@@ -9,14 +9,21 @@ iteration's data is read: bad data is refused where it enters, before any work o
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from arrayhf._validate import check_batch_values
+
+if TYPE_CHECKING:
+    from arrayhf.data.batch import Batch
+    from arrayhf.protocols import HFDataset, HFModel
 
 
 class BatchObjective:
     """f, L and g of (H1) for ``model`` on the batches of ``dataset`` (arrays of ``xp``)."""
 
-    def __init__(self, model, dataset, xp, *, weight_cost: float):
+    def __init__(self, model: HFModel, dataset: HFDataset, xp: Any, *,
+                 weight_cost: float) -> None:
         self.model, self.dataset, self.xp = model, dataset, xp
         self.weight_cost = weight_cost
         self._checked: set = set()
@@ -26,7 +33,7 @@ class BatchObjective:
         again the first time it is read."""
         self._checked = set()
 
-    def batch(self, batch_id):
+    def batch(self, batch_id: Hashable) -> Batch:
         """The data set's batch, its values checked the first time this iteration's data is read
         (finite, mask >= 0 counting some output)."""
         batch = self.dataset.batch(batch_id)
@@ -36,7 +43,7 @@ class BatchObjective:
             self._checked.add(key)
         return batch
 
-    def output_count(self, batch) -> float:
+    def output_count(self, batch: Batch) -> float:
         """N_β, the batch's count of unmasked outputs: the weight of its loss in (H1)."""
         if batch.mask is None:
             count = float(math.prod(batch.targets.shape[:-1]))
@@ -47,12 +54,12 @@ class BatchObjective:
                              f"shape {list(batch.targets.shape)}): its mean loss is undefined")
         return count
 
-    def weight_penalty(self, params) -> float:
+    def weight_penalty(self, params: Any) -> float:
         """½ w ‖θ‖², the weight cost of (H1)."""
         w = self.weight_cost
         return 0.5 * w * float(self.xp.sum(params * params)) if w else 0.0
 
-    def data_loss(self, params, batch_ids) -> float:
+    def data_loss(self, params: Any, batch_ids: Iterable[Hashable]) -> float:
         """L(θ) of (H1): the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ N_β
         (each batch weighted by its number of counted outputs)."""
         total, count = 0.0, 0.0
@@ -63,15 +70,16 @@ class BatchObjective:
             count += outputs
         return total / count
 
-    def value(self, params, batch_ids) -> float:
+    def value(self, params: Any, batch_ids: Iterable[Hashable]) -> float:
         """f(θ) = L(θ) + ½ w ‖θ‖² of (H1); +inf when not finite."""
         value = self.data_loss(params, batch_ids) + self.weight_penalty(params)
         return value if math.isfinite(value) else math.inf
 
-    def value_and_gradient(self, params, batch_ids):
+    def value_and_gradient(self, params: Any, batch_ids: Iterable[Hashable]) -> tuple[float, Any]:
         """(f(θ), g) of (H1) over the batches, g = Σ N_β ∇L_β / Σ N_β + wθ, weighted like
         :meth:`data_loss`."""
-        total_loss, gradient, count = 0.0, None, 0.0
+        total_loss, count = 0.0, 0.0
+        gradient: Any = None
         for batch_id in batch_ids:
             batch = self.batch(batch_id)
             outputs = self.output_count(batch)
@@ -85,7 +93,8 @@ class BatchObjective:
             gradient = gradient + self.weight_cost * params
         return total_loss / count + self.weight_penalty(params), gradient
 
-    def test_loss_and_error(self, params, batch_ids):
+    def test_loss_and_error(self, params: Any, batch_ids: Sequence[Hashable]
+                            ) -> tuple[float | None, float | None]:
         """(L(θ), zero-one error) over the test batches, both weighted like :meth:`data_loss`;
         the error is None when the data set gives none for some batch, and both are None when
         there is no test batch (training without a test set)."""

@@ -27,27 +27,26 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import array_api_compat
 
 from arrayhf import checkpoint, threads
-from arrayhf._validate import (
-    check_finite,
-    check_floating,
-    check_shape,
-    is_integer,
-    namespace_of,
-)
+from arrayhf._validate import check_finite, check_floating, check_shape, is_integer, namespace_of
+from arrayhf.curvature import curvature_operator
 from arrayhf.hf import state
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
 from arrayhf.hf.objective import BatchObjective
 from arrayhf.hf.runlog import RunLog
 from arrayhf.hf.settings import HFConfig
+
+if TYPE_CHECKING:
+    from arrayhf.protocols import HFDataset, HFModel
 
 
 class _Ratio(NamedTuple):
@@ -91,9 +90,9 @@ class HF:
         Fields of :class:`HFConfig`.
     """
 
-    def __init__(self, model, dataset, *, params=None, seed: int = 0, run_dir=None,
-                 save_every: int = 5, progress: bool = True, run_info: dict | None = None,
-                 **settings):
+    def __init__(self, model: HFModel, dataset: HFDataset, *, params: Any = None, seed: int = 0,
+                 run_dir: str | os.PathLike | None = None, save_every: int = 5,
+                 progress: bool = True, run_info: dict | None = None, **settings: Any) -> None:
         self.model = model
         self.dataset = dataset
         self.config = HFConfig(**settings)
@@ -216,13 +215,13 @@ class HF:
         shift = self.damping + config.weight_cost
 
         # the products of this iteration share one forward pass and one set of checks
-        curvature_product = _curvature_operator(model, params, curvature_batch, cache, structural)
+        curvature_product = curvature_operator(model, params, curvature_batch, cache, structural)
 
         def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
             return curvature_product(v) + shift * v
 
         def undamped_product(v):     # (G + w I) v, Martens' model for ρ (D1)
-            gauss_newton = _curvature_operator(model, params, curvature_batch, cache, 0.0)
+            gauss_newton = curvature_operator(model, params, curvature_batch, cache, 0.0)
             return gauss_newton(v) + config.weight_cost * v
 
         preconditioner = None
@@ -355,11 +354,11 @@ class HF:
         getter = getattr(self.dataset, "get_state", None)
         return None if getter is None else getter()
 
-    def state_arrays_and_meta(self):
+    def state_arrays_and_meta(self) -> tuple[dict, dict]:
         """(host arrays, JSON description) of the last completed iteration: what save() writes."""
         return state.arrays_and_meta(self)
 
-    def save(self, path=None):
+    def save(self, path: str | os.PathLike | None = None) -> pathlib.Path | None:
         """Write the state of the last completed iteration (atomic; the previous file is kept)."""
         if path is None:
             if self.run_dir is None:
@@ -368,7 +367,7 @@ class HF:
         arrays, meta = self.state_arrays_and_meta()
         return checkpoint.save(path, arrays, meta)
 
-    def resume(self, run_dir=None, *, force: bool = False) -> HF:
+    def resume(self, run_dir: str | os.PathLike | None = None, *, force: bool = False) -> HF:
         """Load the latest checkpoint of ``run_dir`` (default: this run's) into this optimizer,
         onto this optimizer's backend, dtype and device. ``run`` then continues from it.
 
@@ -378,7 +377,7 @@ class HF:
         run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
         if run_dir is None:
             raise ValueError("resume needs a run_dir")
-        arrays, meta, _ = checkpoint.load_latest(state.checkpoint_path(run_dir))
+        arrays, meta, _ = checkpoint.read_latest(state.checkpoint_path(run_dir))
         state.refuse_other_settings(meta, self, force=force)
         saved = state.read_state(arrays, meta, run_dir, n_params=self.model.n_params,
                                  like=self.params)
@@ -395,13 +394,3 @@ class HF:
         self.history = self.log.resume(self.iteration)
         self._resumed = True
         return self
-
-
-def _curvature_operator(model, params, batch, cache, structural: float):
-    """v ↦ (G + λμS) v on one curvature batch: the model's ``gauss_newton_operator`` (its checks
-    done once), or, for a model that has only ``gauss_newton_product``, that product."""
-    make_operator = getattr(model, "gauss_newton_operator", None)
-    if make_operator is not None:
-        return make_operator(params, batch, cache, structural_damping=structural)
-    return lambda v: model.gauss_newton_product(params, batch, v, cache,
-                                                structural_damping=structural)

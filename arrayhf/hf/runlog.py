@@ -18,6 +18,10 @@ import math
 import os
 import pathlib
 import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from arrayhf.hf.cg import CGStep
 
 
 def _finite_or_text(value):
@@ -51,7 +55,8 @@ def format_record(record: dict) -> str:
 class RunLog:
     """Writes the logs of one run (no files when ``run_dir`` is None)."""
 
-    def __init__(self, run_dir, *, echo: bool = True, stream=None):
+    def __init__(self, run_dir: str | os.PathLike | None, *, echo: bool = True,
+                 stream: TextIO | None = None) -> None:
         self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
         self.echo = echo
         self.stream = stream or sys.stdout
@@ -89,7 +94,7 @@ class RunLog:
         """Remember which HF iteration the next CG steps belong to."""
         self.cg_iteration = iteration
 
-    def cg_step(self, step) -> None:
+    def cg_step(self, step: CGStep) -> None:
         """Every 10th CG step to detailed_results; a live counter on a terminal."""
         if step.step % 10 == 0:
             self._append("detailed_results",

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from numbers import Real
+from typing import Any
 
 from arrayhf._validate import is_integer
 
@@ -48,7 +49,7 @@ class HFConfig:
     damping_drop: float = 2.0 / 3.0
     test_every: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.rho_model not in ("damped", "undamped"):
             raise ValueError(f"expected rho_model 'damped' or 'undamped', got {self.rho_model!r}")
         if self.line_search not in ("armijo", "decrease"):
@@ -119,7 +120,7 @@ _OPTIONAL_SETTINGS = ("max_line_search",)   # None: the default of the chosen mo
 LINE_SEARCH_TRIES = {"armijo": 60, "decrease": 50}
 
 
-def acting_settings(values):
+def acting_settings(values: Any) -> Any:
     """JSON settings (``to_json``, or a checkpoint's) with ``max_line_search`` None replaced by
     its mode's limit, so that settings which act alike compare equal (a checkpoint from before
     None meant "the mode's default" spells Armijo's 60 out)."""

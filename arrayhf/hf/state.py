@@ -11,15 +11,21 @@ moves the arrays onto the optimizer's backend, dtype and device.
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
 from arrayhf import backend, checkpoint
 from arrayhf._validate import check_finite, namespace_of
 from arrayhf.hf.settings import acting_settings
+
+if TYPE_CHECKING:
+    from arrayhf.hf.optimizer import HF
+    from arrayhf.hf.runlog import RunLog
+    from arrayhf.protocols import HFDataset
 
 STATE_ARRAYS = ("params", "cg_warm_start")
 
@@ -35,19 +41,19 @@ class RunState:
     cg_total: int
 
 
-def checkpoint_path(run_dir) -> pathlib.Path:
+def checkpoint_path(run_dir: str | os.PathLike) -> pathlib.Path:
     """Where a run directory's latest checkpoint is."""
     return pathlib.Path(run_dir) / checkpoint.CHECKPOINT_NAME
 
 
-def holds_run(run_dir) -> bool:
+def holds_run(run_dir: str | os.PathLike) -> bool:
     """Whether ``run_dir`` holds a run's checkpoint: the latest or, after a kill between the two
     renames of a save, only the previous one."""
     path = checkpoint_path(run_dir)
     return path.exists() or checkpoint.previous_path(path).exists()
 
 
-def arrays_and_meta(optimizer) -> tuple[dict, dict]:
+def arrays_and_meta(optimizer: HF) -> tuple[dict, dict]:
     """(host arrays, JSON description) of the optimizer's last completed iteration."""
     arrays = {"params": backend.to_numpy(optimizer.params)}
     if optimizer.cg_warm_start is not None:
@@ -68,7 +74,7 @@ def arrays_and_meta(optimizer) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def refuse_other_settings(meta: dict, optimizer, *, force: bool) -> None:
+def refuse_other_settings(meta: dict, optimizer: HF, *, force: bool) -> None:
     """ValueError naming every difference between the checkpoint's settings, model and run
     description and the optimizer's, unless ``force``."""
     differences = _differences(acting_settings(meta.get("config", {})),
@@ -84,7 +90,8 @@ def refuse_other_settings(meta: dict, optimizer, *, force: bool) -> None:
                          + " (force=True, or 'arrayhf resume --force', resumes anyway)")
 
 
-def read_state(arrays: dict, meta: dict, run_dir, *, n_params: int, like) -> RunState:
+def read_state(arrays: dict, meta: dict, run_dir: str | os.PathLike, *, n_params: int,
+               like: Any) -> RunState:
     """The checkpoint's state, its arrays on the backend, dtype and device of ``like`` (the
     optimizer's θ); CheckpointError when anything is missing or malformed."""
     for name in STATE_ARRAYS:
@@ -118,7 +125,7 @@ def read_state(arrays: dict, meta: dict, run_dir, *, n_params: int, like) -> Run
                     damping=damping, iteration=iteration, cg_total=cg_total)
 
 
-def restore_dataset_state(dataset, meta: dict, *, force: bool, log) -> None:
+def restore_dataset_state(dataset: HFDataset, meta: dict, *, force: bool, log: RunLog) -> None:
     """Give the data set its saved state (``set_state``), so that it draws what an uninterrupted
     run would; a forced resume goes on from the data set's own seed when it refuses the state."""
     if meta.get("dataset_state") is None or not hasattr(dataset, "set_state"):

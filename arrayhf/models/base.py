@@ -10,12 +10,14 @@ call them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from arrayhf import curvature
 from arrayhf._validate import check_floating, check_shape, namespace_of
 
 if TYPE_CHECKING:
+    from arrayhf.data.batch import Batch
     from arrayhf.layout import Layout
     from arrayhf.losses import MatchingLoss
 
@@ -30,17 +32,30 @@ class Model:
     n_outputs: int = 0
     data_axes: int = 1
 
+    if TYPE_CHECKING:   # what every subclass defines (no runtime default: a missing one fails)
+        def init(self, seed: int, *, xp: Any = None, dtype: Any = None,
+                 device: Any = None) -> Any: ...
+
+        def config(self) -> dict: ...
+
+        def _forward(self, params: Any, inputs: Any, *, xp: Any) -> Any: ...
+
+        def _r_forward(self, params: Any, v: Any, inputs: Any, cache: Any, *, xp: Any) -> Any: ...
+
+        def _backprop(self, params: Any, inputs: Any, cache: Any, delta_net_output: Any, *,
+                      xp: Any) -> Any: ...
+
     # -- parameters ------------------------------------------------------------------------
     @property
     def n_params(self) -> int:
         """The length of the flat parameter vector θ."""
         return self.layout.n_params
 
-    def unflatten(self, params) -> dict:
+    def unflatten(self, params: Any) -> dict[str, Any]:
         """``{name: block}`` views of the flat vector ``params``."""
         return self.layout.unflatten(params)
 
-    def flatten(self, blocks) -> object:
+    def flatten(self, blocks: Mapping[str, Any]) -> Any:
         """The flat vector of the named ``blocks`` (inverse of :meth:`unflatten`)."""
         return self.layout.flatten(blocks)
 
@@ -76,14 +91,14 @@ class Model:
         return xp
 
     # -- the protocol ----------------------------------------------------------------------
-    def forward(self, params, inputs):
+    def forward(self, params: Any, inputs: Any) -> Any:
         """The forward pass: a cache with ``net_output`` (z), ``predictions`` and what backprop
         needs. See the subclass's ``_forward`` for the equations."""
         xp = self._check_params(params, inputs)
         self._check_inputs(xp, params, inputs)
         return self._forward(params, inputs, xp=xp)
 
-    def r_forward(self, params, v, inputs, cache):
+    def r_forward(self, params: Any, v: Any, inputs: Any, cache: Any) -> Any:
         """R{z} = J v, the net outputs' directional derivative along v (Pearlmutter's R-operator).
         See the subclass's ``_r_forward`` for the equations."""
         xp = self._check_params(params, v, inputs)
@@ -92,7 +107,7 @@ class Model:
         self._check_inputs(xp, params, inputs)
         return self._r_forward(params, v, inputs, cache, xp=xp)
 
-    def backprop(self, params, inputs, cache, delta_net_output):
+    def backprop(self, params: Any, inputs: Any, cache: Any, delta_net_output: Any) -> Any:
         """Jᵀ δ: the flat vector of ∂/∂θ of Σ δ·z, for δ = ``delta_net_output`` (shape of z).
         See the subclass's ``_backprop`` for the equations."""
         xp = self._check_params(params, inputs, delta_net_output)
@@ -102,14 +117,14 @@ class Model:
         check_floating(xp, "delta_net_output", delta_net_output, params.dtype)
         return self._backprop(params, inputs, cache, delta_net_output, xp=xp)
 
-    def loss(self, params, batch, cache=None):
+    def loss(self, params: Any, batch: Batch, cache: Any = None) -> Any:
         """L(θ) on ``batch``: a 0-d array, the mean over unmasked outputs (losses.md, eq. (L1))."""
         xp = self._check_batch(params, batch)
         if cache is None:
             cache = self._forward(params, batch.inputs, xp=xp)
         return self.output.loss(cache.net_output, batch.targets, batch.mask)
 
-    def gradient(self, params, batch, cache=None):
+    def gradient(self, params: Any, batch: Batch, cache: Any = None) -> Any:
         """∇L(θ) = Jᵀ (dL/dz): backprop of the matching loss's delta (gauss-newton.md, eq. (G1))."""
         xp = self._check_batch(params, batch)
         if cache is None:
@@ -118,14 +133,16 @@ class Model:
                                              predictions=cache.predictions)
         return self._backprop(params, batch.inputs, cache, delta_net_output, xp=xp)
 
-    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
+    def gauss_newton_product(self, params: Any, batch: Batch, v: Any, cache: Any = None,
+                             structural_damping: float = 0.0) -> Any:
         """G v = Jᵀ H_L J v (gauss-newton.md, eq. (G3)); pass ``cache`` = ``forward(params,
         batch.inputs)`` to reuse one forward pass across many products."""
         self._check_batch(params, batch)
         return curvature.gauss_newton_product(self, params, batch, v, cache=cache,
                                               structural_damping=structural_damping)
 
-    def gauss_newton_operator(self, params, batch, cache=None, structural_damping=0.0):
+    def gauss_newton_operator(self, params: Any, batch: Batch, cache: Any = None,
+                              structural_damping: float = 0.0) -> Callable[[Any], Any]:
         """v ↦ (G + structural_damping · S) v for one (θ, batch): the product CG calls in its
         loop. θ and the batch are checked once here, the forward pass is done once (or taken
         from ``cache``), and each call does one R-forward and one backward pass (eq. (G3)) with
@@ -160,6 +177,6 @@ class Model:
 
         return product
 
-    def predict(self, params, inputs):
+    def predict(self, params: Any, inputs: Any) -> Any:
         """y = g(z): the model's predictions for ``inputs``."""
         return self.forward(params, inputs).predictions

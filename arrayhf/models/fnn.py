@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arrayhf import backend, initialization, losses, nonlinearities
 from arrayhf.layout import Layout
+from arrayhf.losses import MatchingLoss
 from arrayhf.models.base import Model
+from arrayhf.nonlinearities import Nonlinearity
+
+if TYPE_CHECKING:
+    from arrayhf.data.batch import Batch
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,9 @@ class FNN(Model):
 
     data_axes = 1
 
-    def __init__(self, layer_sizes: Sequence[int], hidden="tanh", output="softmax"):
+    def __init__(self, layer_sizes: Sequence[int],
+                 hidden: str | Nonlinearity | Sequence[str | Nonlinearity] = "tanh",
+                 output: str | MatchingLoss = "softmax") -> None:
         sizes = list(layer_sizes)
         if len(sizes) < 2 or not all(isinstance(n, int) and n >= 1 for n in sizes):
             raise ValueError(
@@ -86,8 +93,8 @@ class FNN(Model):
                 "hidden": [f.name for f in self.hidden], "output": self.output.name}
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
-    def init(self, seed, *, xp=None, dtype=None, device=None, scheme: str = "sparse",
-             scale: float = 1.0, n_nonzero: int = 15):
+    def init(self, seed: int, *, xp: Any = None, dtype: Any = None, device: Any = None,
+             scheme: str = "sparse", scale: float = 1.0, n_nonzero: int = 15) -> Any:
         """Initial θ drawn on the host from ``seed`` and moved to ``xp`` / ``dtype`` / ``device``.
 
         ``scheme="sparse"`` (Martens 2010): each unit gets ``n_nonzero`` nonzero incoming weights
@@ -170,7 +177,7 @@ class FNN(Model):
             gradient_blocks[f"b_{layer}"] = xp.sum(delta_pre, axis=0)               # (F8)
         return self.layout.flatten(gradient_blocks, xp=xp)
 
-    def per_case_squared_gradient(self, params, batch, cache=None):
+    def per_case_squared_gradient(self, params: Any, batch: Batch, cache: Any = None) -> Any:
         """(1/N) Σ_p m_p g_p ⊙ g_p, g_p the gradient of case p's own loss ℓ_p: the diagonal of the
         empirical Fisher, for Martens' preconditioner (derivations/fnn.md eq. (F11)-(F12)).
 

@@ -47,7 +47,9 @@ import array_api_compat
 from arrayhf import backend, initialization
 from arrayhf._validate import check_floating
 from arrayhf.layout import Layout
+from arrayhf.losses import MatchingLoss
 from arrayhf.models.recurrent import RecurrentModel, flatten_time
+from arrayhf.nonlinearities import Nonlinearity
 
 VARIANTS = ("paper", "release")
 # the blocks in the roles x→f, h→f, f→h, x→h of eq. (M1)-(M4), per variant
@@ -113,8 +115,9 @@ class MRNN(RecurrentModel):
     n_factors: int
 
     def __init__(self, n_inputs: int, n_hidden: int, n_factors: int, n_outputs: int,
-                 hidden="tanh", output="softmax", variant: str = "paper", biases: bool = True,
-                 structural_curvature: float | None = None):
+                 hidden: str | Nonlinearity = "tanh", output: str | MatchingLoss = "softmax",
+                 variant: str = "paper", biases: bool = True,
+                 structural_curvature: float | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"expected variant 'paper' or 'release', got {variant!r}")
         self._set_common({"n_inputs": n_inputs, "n_hidden": n_hidden, "n_factors": n_factors,
@@ -141,8 +144,8 @@ class MRNN(RecurrentModel):
         return tuple(blocks[name] for name in self.role_names)
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
-    def init(self, seed, *, xp=None, dtype=None, device=None, scheme: str = "sparse",
-             scale: float | None = None, n_nonzero: int = 15):
+    def init(self, seed: int, *, xp: Any = None, dtype: Any = None, device: Any = None,
+             scheme: str = "sparse", scale: float | None = None, n_nonzero: int = 15) -> Any:
         """Initial θ drawn on the host from ``seed``, block by block in layout order.
 
         ``scheme="sparse"`` (default): every factor, hidden and output unit gets ``n_nonzero``

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arrayhf import losses, nonlinearities
 from arrayhf._validate import check_floating, check_shape, is_integer
 from arrayhf.models.base import Model
+
+if TYPE_CHECKING:
+    from arrayhf.data.batch import Batch
 
 
 class RecurrentModel(Model):
@@ -42,7 +45,15 @@ class RecurrentModel(Model):
     biases: bool
     structural_curvature: float
 
-    def _set_common(self, sizes: dict, hidden, output, biases: bool,
+    if TYPE_CHECKING:   # a recurrent model's passes also give and take the pre-activations
+        def _r_forward(self, params: Any, v: Any, inputs: Any, cache: Any, *, xp: Any,
+                       with_pre: bool = False) -> Any: ...
+
+        def _backprop(self, params: Any, inputs: Any, cache: Any, delta_net_output: Any, *,
+                      xp: Any, delta_pre_extra: Any = None) -> Any: ...
+
+    def _set_common(self, sizes: dict, hidden: str | nonlinearities.Nonlinearity,
+                    output: str | losses.MatchingLoss, biases: bool,
                     structural_curvature: float | None) -> None:
         """Check and keep the sizes, the nonlinearity, the loss, ``biases`` and κ (S2): by
         default the hidden nonlinearity's own (``Nonlinearity.structural_curvature``)."""
@@ -99,7 +110,8 @@ class RecurrentModel(Model):
             count = xp.sum(xp.astype(batch.mask, cache.slopes.dtype))
         return (self.structural_curvature / count) * cache.slopes
 
-    def structural_damping_product(self, params, batch, v, cache=None):
+    def structural_damping_product(self, params: Any, batch: Batch, v: Any,
+                                   cache: Any = None) -> Any:
         """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3))."""
         xp = self._check_batch(params, batch)
         self._check_direction(xp, params, v)
@@ -110,7 +122,8 @@ class RecurrentModel(Model):
         return self._backprop(params, batch.inputs, cache, zero_output, xp=xp,
                               delta_pre_extra=self._structural_weights(xp, batch, cache) * r_pre)
 
-    def gauss_newton_product(self, params, batch, v, cache=None, structural_damping=0.0):
+    def gauss_newton_product(self, params: Any, batch: Batch, v: Any, cache: Any = None,
+                             structural_damping: float = 0.0) -> Any:
         """(G + structural_damping · S) v in one R-forward and one BPTT pass (eq. (G3), (S4)):
         the structural term enters BPTT as an extra δa_t, so it costs no extra pass."""
         xp = self._check_batch(params, batch)
@@ -144,7 +157,7 @@ class RecurrentModel(Model):
         return product
 
 
-def flatten_time(xp, array):
+def flatten_time(xp: Any, array: Any) -> Any:
     """[T, B, n] -> [T·B, n]: a sum over time and batch of outer products becomes one matrix
     product (row (t, p) of the result is row p of step t)."""
     return xp.reshape(array, (array.shape[0] * array.shape[1], array.shape[2]))

@@ -37,7 +37,9 @@ from typing import Any
 
 from arrayhf import backend, initialization
 from arrayhf.layout import Layout
+from arrayhf.losses import MatchingLoss
 from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
+from arrayhf.nonlinearities import Nonlinearity
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,9 @@ class RNN(RecurrentModel):
 
     sizes = ("n_inputs", "n_hidden", "n_outputs")
 
-    def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int, hidden="tanh",
-                 output="linear", biases: bool = True,
-                 structural_curvature: float | None = None):
+    def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int,
+                 hidden: str | Nonlinearity = "tanh", output: str | MatchingLoss = "linear",
+                 biases: bool = True, structural_curvature: float | None = None) -> None:
         self._set_common({"n_inputs": n_inputs, "n_hidden": n_hidden, "n_outputs": n_outputs},
                          hidden, output, biases, structural_curvature)
         blocks: list[tuple[str, tuple[int, ...]]] = [("W_xh", (n_inputs, n_hidden)),
@@ -96,8 +98,9 @@ class RNN(RecurrentModel):
         self.layout = Layout(blocks)
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
-    def init(self, seed, *, xp=None, dtype=None, device=None, scheme: str = "release",
-             scale: float | None = None, n_nonzero: int = 15, input_scale: float = 0.25):
+    def init(self, seed: int, *, xp: Any = None, dtype: Any = None, device: Any = None,
+             scheme: str = "release", scale: float | None = None, n_nonzero: int = 15,
+             input_scale: float = 0.25) -> Any:
         """Initial θ drawn on the host from ``seed``.
 
         ``scheme="release"`` (the 2011 demo): every unit gets ``n_nonzero`` nonzero incoming
