@@ -163,14 +163,14 @@ def flatten_time(xp: Any, array: Any) -> Any:
     return xp.reshape(array, (array.shape[0] * array.shape[1], array.shape[2]))
 
 
-def time_steps(xp, array) -> tuple:
+def time_steps(xp: Any, array: Any) -> tuple:
     """The T slices ``[B, n]`` of a time-major ``[T, B, n]`` array, for the per-step loops: one
     ``unstack`` (views on numpy and torch; on JAX one compiled operation, where indexing
     ``array[step]`` would compile a slice for every step index)."""
     return xp.unstack(array, axis=0)
 
 
-def previous_states(xp, initial, hiddens) -> list:
+def previous_states(xp: Any, initial: Any, hiddens: Any) -> list:
     """[h_0, h_1, …, h_{T−1}] as ``[B, n_h]`` slices: ``initial`` (h_0 broadcast over the batch)
     and all but the last step of ``hiddens`` [T, B, n_h]. Built from the cached h_t, so the cache
     need not keep a shifted copy of them."""
