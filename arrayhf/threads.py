@@ -10,10 +10,11 @@ but a run alone is slower.
 
 The setting, from ``ARRAYHF_THREADS`` or ``arrayhf train --threads`` (or :func:`configure`):
 
-* ``auto`` (the default): at the start of every HF iteration, count the runnable threads of
-  other processes (Linux: /proc/loadavg less this process's own running threads) and use
-  ``cores − others`` threads, at least one: every core when the machine is idle, a fair share
-  when it is not;
+* ``auto`` (the default): at the start of an HF iteration (at most once a second), count the
+  runnable threads of other processes (Linux: /proc/loadavg less this process's own running
+  threads; the least of three readings a millisecond apart, since an idle machine shows a
+  runnable kernel or shell thread now and then) and use ``cores − others`` threads, at least
+  one: every core when the machine is idle, a fair share when it is not;
 * a positive integer N: always N threads;
 * ``off``: leave the backends' thread pools as they are (for a caller who sets them itself).
 
@@ -25,10 +26,13 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+import time
 
 ENVIRONMENT = "ARRAYHF_THREADS"
 _setting: int | str | None = None     # None: not read yet
 _current: int | None = None           # the count last applied
+_checked_at = -float("inf")           # when auto last counted the other processes
+RECHECK_SECONDS = 1.0
 
 
 def parse(value: int | str) -> int | str:
@@ -46,8 +50,9 @@ def parse(value: int | str) -> int | str:
 
 def configure(value: int | str) -> None:
     """Set the thread setting (as ``ARRAYHF_THREADS`` would) and apply it now."""
-    global _setting
+    global _setting, _checked_at
     _setting = parse(value)
+    _checked_at = -float("inf")
     adapt()
 
 
@@ -84,14 +89,24 @@ def other_runnable() -> int | None:
 def adapt() -> int | None:
     """Apply the setting: called by HF at the start of every iteration. Returns the thread count
     in force (None with ``off``, or ``auto`` where /proc is missing)."""
+    global _checked_at
     choice = setting()
     if choice == "off":
         return None
     if choice == "auto":
-        others = other_runnable()
-        if others is None:
-            return None
-        choice = max(cores() - others, 1)
+        now = time.monotonic()
+        if now - _checked_at < RECHECK_SECONDS and _current is not None:
+            return _current
+        _checked_at = now
+        readings: list[int] = []
+        for reading in range(3):
+            if reading:
+                time.sleep(0.001)
+            others = other_runnable()
+            if others is None:
+                return None
+            readings.append(others)
+        choice = max(cores() - min(readings), 1)
     _apply(int(choice))
     return int(choice)
 
