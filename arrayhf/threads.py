@@ -12,8 +12,9 @@ The setting, from ``ARRAYHF_THREADS`` or ``arrayhf train --threads`` (or :func:`
 
 * ``auto`` (the default): at the start of an HF iteration (at most once a second), count the
   runnable threads of other processes (Linux: /proc/loadavg less this process's own running
-  threads; the least of three readings a millisecond apart, since an idle machine shows a
-  runnable kernel or shell thread now and then) and use ``cores − others`` threads, at least
+  threads; the median of five readings a millisecond apart, since an idle machine shows a
+  runnable kernel or shell thread now and then, and a busy one an idle moment) and use
+  ``cores − others`` threads, at least
   one: every core when the machine is idle, a fair share when it is not;
 * a positive integer N: always N threads;
 * ``off``: leave the backends' thread pools as they are (for a caller who sets them itself).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import statistics
 import sys
 import time
 
@@ -99,14 +101,14 @@ def adapt() -> int | None:
             return _current
         _checked_at = now
         readings: list[int] = []
-        for reading in range(3):
+        for reading in range(5):
             if reading:
                 time.sleep(0.001)
             others = other_runnable()
             if others is None:
                 return None
             readings.append(others)
-        choice = max(cores() - min(readings), 1)
+        choice = max(cores() - statistics.median_low(readings), 1)
     _apply(int(choice))
     return int(choice)
 
