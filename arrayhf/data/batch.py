@@ -57,3 +57,25 @@ def batch_key(batch_id: Any, train: dict, test: dict) -> int | tuple:
         return int(batch_id)
     raise KeyError(f"unknown batch id {batch_id!r}: expected a training id 0 .. "
                    f"{len(train) - 1} or a test id ('test', 0 .. {len(test) - 1})")
+
+
+class FreshTrainingBatches:
+    """The ``batch`` and ``forget`` of a data set that keeps its batches in ``_train`` (ids 0, 1,
+    …) and ``_test`` (ids ``("test", i)``), and draws fresh training batches with
+    ``_draw_training()``: the part of the data-set protocol Pathological and Text share."""
+
+    _train: dict
+    _test: dict
+
+    def _draw_training(self) -> None:
+        raise NotImplementedError
+
+    def batch(self, batch_id: Any) -> Batch:
+        """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
+        round trip makes of it) for testing."""
+        key = batch_key(batch_id, self._train, self._test)
+        return self._test[key] if isinstance(key, tuple) else self._train[key]
+
+    def forget(self) -> None:
+        """Replace the training batches with fresh ones; the test set stays as it is."""
+        self._draw_training()

@@ -17,7 +17,6 @@ with :func:`arrayhf.backend.from_host`, so the same seed gives the same data on 
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,12 @@ import numpy as np
 from arrayhf import backend
 from arrayhf._validate import namespace_of
 from arrayhf.data.arrays import check_prediction_shape, wrong_positions
-from arrayhf.data.batch import Batch, batch_key, check_positive_int, check_seed
+from arrayhf.data.batch import (
+    Batch,
+    FreshTrainingBatches,
+    check_positive_int,
+    check_seed,
+)
 from arrayhf.data.problems import (
     ADDITION_TARGETS,
     LENGTH_PERCENT,
@@ -47,7 +51,7 @@ __all__ = ["MINIMUM_T", "PROBLEMS", "REAL_VALUED_TOLERANCE", "Pathological", "ge
 REAL_VALUED_TOLERANCE = 0.04
 
 
-class Pathological:
+class Pathological(FreshTrainingBatches):
     """A pathological problem in the data-object protocol of the HF driver.
 
     Parameters
@@ -123,16 +127,6 @@ class Pathological:
         self._train = {batch_id: self._draw(self._train_rng) for batch_id in self.train_batches}
 
     # -- the data-object protocol ----------------------------------------------------------
-    def batch(self, batch_id: Hashable | list) -> Batch:
-        """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
-        round trip makes of it) for testing."""
-        key = batch_key(batch_id, self._train, self._test)
-        return self._test[key] if isinstance(key, tuple) else self._train[key]
-
-    def forget(self) -> None:
-        """Replace the training batches with fresh ones; the test set stays as it is."""
-        self._draw_training()
-
     def zero_one_error(self, batch: Batch, predictions: Any) -> float:
         """The fraction of sequences of ``batch`` that are wrong.
 

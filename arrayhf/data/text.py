@@ -54,7 +54,13 @@ import numpy as np
 from arrayhf import backend
 from arrayhf._validate import is_integer, namespace_of
 from arrayhf.data.arrays import zero_one_error
-from arrayhf.data.batch import Batch, batch_key, check_positive_int, check_seed
+from arrayhf.data.batch import (
+    Batch,
+    FreshTrainingBatches,
+    batch_key,
+    check_positive_int,
+    check_seed,
+)
 from arrayhf.data.corpus import bits_per_character, python_stdlib_corpus, unigram_entropy_bits
 from arrayhf.data.vocabulary import UNKNOWN, Vocabulary
 
@@ -75,7 +81,7 @@ def one_hot(ids: Any, size: int, *, dtype: Any = None) -> Any:
 
 
 
-class Text:
+class Text(FreshTrainingBatches):
     """Character-level text in the data-object protocol of the HF driver.
 
     Parameters
@@ -224,16 +230,6 @@ class Text:
         return source[key].copy()
 
     # -- the data-object protocol ----------------------------------------------------------
-    def batch(self, batch_id: Hashable | list) -> Batch:
-        """The batch ``batch_id``: an int for training, ``("test", i)`` (or the list a JSON
-        round trip makes of it) for testing."""
-        key = batch_key(batch_id, self._train, self._test)
-        return self._test[key] if isinstance(key, tuple) else self._train[key]
-
-    def forget(self) -> None:
-        """Replace the training substrings with fresh random ones; the test set stays."""
-        self._draw_training()
-
     def zero_one_error(self, batch: Batch, predictions: Any) -> float:
         """The fraction of counted (mask 1) positions whose most probable predicted character
         is not the next character."""

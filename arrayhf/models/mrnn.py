@@ -131,13 +131,7 @@ class MRNN(RecurrentModel):
         blocks += [(hidden_to_factor, (n_hidden, n_factors)),
                    (factor_to_hidden, (n_factors, n_hidden)),
                    (input_to_hidden, (n_inputs, n_hidden))]
-        if biases:
-            blocks.append(("b_h", (n_hidden,)))
-        blocks.append(("W_hy", (n_hidden, n_outputs)))
-        if biases:
-            blocks.append(("b_y", (n_outputs,)))
-        blocks.append(("h_0", (n_hidden,)))
-        self.layout = Layout(blocks)
+        self.layout = Layout(blocks + self._hidden_and_output_blocks())
 
     def _roles(self, blocks) -> tuple:
         """(W_{x→f}, W_{h→f}, W_{f→h}, W_{x→h}): this variant's blocks in the roles of (M1)-(M4)."""

@@ -76,6 +76,18 @@ class RecurrentModel(Model):
                              f"{structural_curvature!r}")
         self.structural_curvature = float(structural_curvature)
 
+    def _hidden_and_output_blocks(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The blocks every recurrent model ends its layout with: ``b_h`` [n_h] (with biases),
+        ``W_hy`` [n_h, n_out], ``b_y`` [n_out] (with biases), ``h_0`` [n_h]."""
+        blocks: list[tuple[str, tuple[int, ...]]] = []
+        if self.biases:
+            blocks.append(("b_h", (self.n_hidden,)))
+        blocks.append(("W_hy", (self.n_hidden, self.n_outputs)))
+        if self.biases:
+            blocks.append(("b_y", (self.n_outputs,)))
+        blocks.append(("h_0", (self.n_hidden,)))
+        return blocks
+
     # -- description -----------------------------------------------------------------------
     def _keywords(self) -> dict:
         """The keyword arguments of the constructor, in its order, as JSON-ready values."""

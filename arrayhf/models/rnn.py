@@ -89,13 +89,7 @@ class RNN(RecurrentModel):
                          hidden, output, biases, structural_curvature)
         blocks: list[tuple[str, tuple[int, ...]]] = [("W_xh", (n_inputs, n_hidden)),
                                                      ("W_hh", (n_hidden, n_hidden))]
-        if biases:
-            blocks.append(("b_h", (n_hidden,)))
-        blocks.append(("W_hy", (n_hidden, n_outputs)))
-        if biases:
-            blocks.append(("b_y", (n_outputs,)))
-        blocks.append(("h_0", (n_hidden,)))
-        self.layout = Layout(blocks)
+        self.layout = Layout(blocks + self._hidden_and_output_blocks())
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
     def init(self, seed: int, *, xp: Any = None, dtype: Any = None, device: Any = None,
