@@ -35,6 +35,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
+
 from arrayhf import backend, initialization
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
@@ -47,15 +49,22 @@ class RNNCache:
     """The forward pass, kept for R-forward and BPTT.
 
     hiddens: [T, B, n_h] stacked h_1 … h_T (h_{t−1} of every step, with h_0, comes from them:
-    ``previous_states``); initial: h_0 broadcast over the batch, [B, n_h]; slopes: [T, B, n_h]
-    f'(a_t); net_output: z [T, B, n_out]; predictions: g(z).
+    ``previous_states``); initial: h_0 broadcast over the batch, [B, n_h]; slope_steps: the T
+    slopes f'(a_t), [B, n_h] each, computed in the loop while h_t is in the CPU's caches (the
+    passes read them step by step; ``slopes`` stacks them, for structural damping);
+    net_output: z [T, B, n_out]; predictions: g(z).
     """
 
     hiddens: Any
     initial: Any
-    slopes: Any
+    slope_steps: tuple
     net_output: Any
     predictions: Any
+
+    @property
+    def slopes(self) -> Any:
+        """f'(a_t) of every step, [T, B, n_h] (a new stacked array at each access)."""
+        return array_api_compat.array_namespace(self.hiddens).stack(self.slope_steps)
 
 
 class RNN(RecurrentModel):
@@ -133,17 +142,18 @@ class RNN(RecurrentModel):
         if self.biases:
             input_part = input_part + blocks["b_h"]
         initial = xp.broadcast_to(blocks["h_0"], (inputs.shape[1], self.n_hidden))
-        hidden, hiddens = initial, []
+        hidden, hiddens, slopes = initial, [], []
         for input_step in time_steps(xp, input_part):
             pre = input_step + hidden @ blocks["W_hh"]                    # (R1) a_t
             hidden = self.hidden.value(xp, pre)                           # (R2) h_t = f(a_t)
             hiddens.append(hidden)
+            slopes.append(self.hidden.slope(xp, hidden))                  # f'(a_t), for (R5), (R9)
         hiddens = xp.stack(hiddens)
         net_output = hiddens @ blocks["W_hy"]                             # (R3) z_t
         if self.biases:
             net_output = net_output + blocks["b_y"]
-        return RNNCache(hiddens=hiddens, initial=initial,
-                        slopes=self.hidden.slope(xp, hiddens), net_output=net_output,
+        return RNNCache(hiddens=hiddens, initial=initial, slope_steps=tuple(slopes),
+                        net_output=net_output,
                         predictions=self.output._predict(xp, net_output))
 
     def _r_forward(self, params, v, inputs, cache, *, xp, with_pre=False):
@@ -158,7 +168,7 @@ class RNN(RecurrentModel):
         r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
         r_pres, r_outputs = [], []
         steps = zip(time_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
-                    time_steps(xp, cache.slopes))
+                    cache.slope_steps)
         for input_step, previous, slope in steps:
             r_pre = (input_step @ directions["W_xh"]                      # (R4) R{a_t}
                      + previous @ directions["W_hh"]
@@ -185,7 +195,7 @@ class RNN(RecurrentModel):
         extras = (time_steps(xp, delta_pre_extra) if delta_pre_extra is not None
                   else [None] * inputs.shape[0])
         steps = list(zip(time_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
-                         time_steps(xp, cache.slopes), time_steps(xp, delta_net_output), extras))
+                         cache.slope_steps, time_steps(xp, delta_net_output), extras))
         for input_step, previous, slope, delta_output, extra in reversed(steps):
             delta_hidden = (delta_output @ blocks["W_hy"].T               # (R7), (R8) δh_t
                             + delta_pre @ blocks["W_hh"].T)
