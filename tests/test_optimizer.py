@@ -355,3 +355,20 @@ def test_a_model_without_an_operator_trains_through_its_product(xp, device):
     without.run(max_iterations=3)
     assert not hasattr(without.model, "gauss_newton_operator")
     assert relative_error(without.params, with_operator.params) <= 1e-12
+
+
+def test_a_decrease_run_saved_before_settings_version_2_resumes_as_it_acted(xp, device,
+                                                                           tmp_path):
+    """Before settings version 2 the release's line search ignored max_line_search and tried 50
+    step lengths: such a checkpoint (the command line's pathological runs) resumes under the
+    default (decrease: 50) without --force; from version 2 its stored limit is what acted."""
+    settings = {"damping": 1.0, "max_cg_iter": 50, "progress": False, "line_search": "decrease"}
+    HF(classifier(), blobs(xp, device), run_dir=tmp_path, max_line_search=60,
+       **settings).run(max_iterations=1)
+    path = tmp_path / checkpoint.CHECKPOINT_NAME
+    arrays, meta = checkpoint.read_arrays(path)
+    with pytest.raises(ValueError, match=r"config\.max_line_search: checkpoint 60, now 50"):
+        HF(classifier(), blobs(xp, device), **settings).resume(tmp_path)
+    del meta["settings_version"]                       # as every checkpoint before version 2
+    checkpoint.save(path, arrays, meta)
+    assert HF(classifier(), blobs(xp, device), **settings).resume(tmp_path).iteration == 1

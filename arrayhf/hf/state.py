@@ -53,6 +53,10 @@ def holds_run(run_dir: str | os.PathLike) -> bool:
     return path.exists() or checkpoint.previous_path(path).exists()
 
 
+# 2: max_line_search acts in both line-search modes (before, "decrease" ignored it)
+SETTINGS_VERSION = 2
+
+
 def arrays_and_meta(optimizer: HF) -> tuple[dict, dict]:
     """(host arrays, JSON description) of the optimizer's last completed iteration."""
     arrays = {"params": backend.to_numpy(optimizer.params)}
@@ -67,6 +71,7 @@ def arrays_and_meta(optimizer: HF) -> tuple[dict, dict]:
         "seed": optimizer.seed,
         "dataset_state": optimizer._dataset_state,
         "config": optimizer.config.to_json(),
+        "settings_version": SETTINGS_VERSION,
         "model": model.config() if hasattr(model, "config") else None,
         "dtype": str(optimizer.params.dtype).split(".")[-1],
         "run_info": optimizer.run_info,
@@ -74,10 +79,21 @@ def arrays_and_meta(optimizer: HF) -> tuple[dict, dict]:
     return arrays, meta
 
 
+def saved_settings(meta: dict) -> dict:
+    """The checkpoint's HF settings as they acted when it was written. Before settings version 2
+    ``line_search="decrease"`` ignored ``max_line_search`` and always tried 50 step lengths, so
+    such a checkpoint's stored value (60, the Armijo default, unless set) is read as 50."""
+    saved = meta.get("config", {})
+    if (isinstance(saved, dict) and meta.get("settings_version", 1) < 2
+            and saved.get("line_search") == "decrease"):
+        saved = {**saved, "max_line_search": 50}
+    return acting_settings(saved)
+
+
 def refuse_other_settings(meta: dict, optimizer: HF, *, force: bool) -> None:
     """ValueError naming every difference between the checkpoint's settings, model and run
     description and the optimizer's, unless ``force``."""
-    differences = _differences(acting_settings(meta.get("config", {})),
+    differences = _differences(saved_settings(meta),
                                acting_settings(optimizer.config.to_json()), "config")
     model, run_info = optimizer.model, optimizer.run_info
     if hasattr(model, "config"):
