@@ -220,10 +220,6 @@ class HF:
         def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
             return curvature_product(v) + shift * v
 
-        def undamped_product(v):     # (G + w I) v, Martens' model for ρ (D1)
-            gauss_newton = curvature_operator(model, params, curvature_batch, cache, 0.0)
-            return gauss_newton(v) + config.weight_cost * v
-
         preconditioner = None
         if config.preconditioner:   # (H3)
             squared = model.per_case_squared_gradient(params, curvature_batch, cache)
@@ -235,7 +231,13 @@ class HF:
             damped_product, -gradient, warm_start, preconditioner=preconditioner,
             max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
             epsilon=config.cg_epsilon, callback=self.log.cg_step)
-        return cg, (damped_product if config.rho_model == "damped" else undamped_product)
+        if config.rho_model == "damped":
+            return cg, damped_product
+        # Martens' model for ρ (D1): (G + w I) v, on the same forward pass; the CG operator is G
+        # itself when there is no structural term
+        gauss_newton = (curvature_product if structural == 0.0 else
+                        curvature_operator(model, params, curvature_batch, cache, 0.0))
+        return cg, lambda v: gauss_newton(v) + config.weight_cost * v
 
     def _backtrack(self, params, iterates, grad_ids):
         """(H4): walk back from the last kept CG iterate while the objective on the backtracking
