@@ -216,11 +216,23 @@ def test_per_case_squared_gradient_matches_per_case_oracle_gradients(problem):
 
 def test_per_case_squared_gradient_weighs_fractional_masks_once(problem):
     """F = (1/N) Σ_p m_p g_p² for any mask weights (H3), not Σ m_p² g_p²: mask weights 0, ½, 1, 2
-    against this model's own gradient on one-row batches."""
+    against torch.func's per-case gradients and this model's own gradient on one-row batches."""
+    from torch.func import grad, vmap
+
     model, params = problem.model, problem.params
     weights = np.resize([0.0, 0.5, 1.0, 2.0, 0.25], N_CASES)
     batch = arrayhf.Batch(problem.batch.inputs, problem.batch.targets, problem.to_xp(weights))
     squared = model.per_case_squared_gradient(params, batch)
+
+    def case_loss(theta, row, target):
+        z = problem.oracle_net_output(theta, row[None, :])
+        return oracle.loss_of_net_output(problem.output, z, target[None, :])
+
+    per_case = vmap(grad(case_loss), in_dims=(None, 0, 0))(
+        oracle.tensor(problem.host["params"]), oracle.tensor(problem.host["inputs"]),
+        oracle.tensor(problem.host["targets"]))
+    oracle_squared = (oracle.tensor(weights)[:, None] * per_case**2).sum(0) / weights.sum()
+    assert relative_error(squared, oracle_squared) <= ORACLE_TOLERANCE
     expected = np.zeros(model.n_params)
     for row in np.flatnonzero(weights):
         one = arrayhf.Batch(problem.to_xp(problem.host["inputs"][row:row + 1]),
