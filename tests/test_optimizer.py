@@ -310,24 +310,16 @@ def test_a_batch_with_no_counted_output_is_refused(xp, device):
     assert optimizer.iteration == 0
 
 
-def test_a_new_run_in_a_run_dir_that_holds_one_is_refused(xp, device, tmp_path):
-    run_blobs(xp, device, iterations=1, run_dir=tmp_path)
-    again = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, run_dir=tmp_path,
-               progress=False)
-    with pytest.raises(ValueError, match="already holds a run"):
-        again.run(max_iterations=2)
-    assert [json.loads(line)["iteration"]
-            for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
-
-
-def test_a_run_dir_with_only_the_previous_checkpoint_also_holds_a_run(xp, device, tmp_path):
-    """Killed between the two renames of a save, a run dir holds only checkpoint.prev.npz: it is
-    still a run (resume() reads it), so a new run there is refused and appends nothing to the
-    old run's metrics.jsonl."""
+@pytest.mark.parametrize("kept", ["both checkpoints", "only checkpoint.prev.npz"])
+def test_a_new_run_in_a_run_dir_that_holds_one_is_refused(xp, device, tmp_path, kept):
+    """A run dir with a checkpoint holds a run: a new run there is refused and appends nothing
+    to the old run's metrics.jsonl. Killed between the two renames of a save, a run dir holds
+    only checkpoint.prev.npz: it is still a run (resume() reads it)."""
     run_blobs(xp, device, iterations=1, run_dir=tmp_path)
     latest = tmp_path / checkpoint.CHECKPOINT_NAME
-    latest.unlink()
-    assert checkpoint.previous_path(latest).exists()
+    if kept == "only checkpoint.prev.npz":
+        latest.unlink()
+        assert checkpoint.previous_path(latest).exists()
     again = HF(classifier(), blobs(xp, device), damping=1.0, max_cg_iter=50, run_dir=tmp_path,
                progress=False)
     with pytest.raises(ValueError, match="already holds a run"):
