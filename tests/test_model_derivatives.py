@@ -124,11 +124,15 @@ def test_float32_agrees_with_the_float64_oracle(xp, device):
 
 # -- the operator CG calls ------------------------------------------------------------------
 def test_gauss_newton_operator_is_the_product_with_its_checks_done_once(problem):
-    """gauss_newton_operator(θ, batch)(v) = gauss_newton_product(θ, batch, v) for every model
-    (and, for recurrent ones, with the structural term): the same (G3)/(S4) arithmetic with
-    the checks, H_L's weights and Κ/N taken once. It still refuses a v of the wrong length."""
+    """gauss_newton_operator(θ, batch)(v) = G v of the torch.func oracle, and equals
+    gauss_newton_product(θ, batch, v) for every model (and, for recurrent ones, with the
+    structural term): the same (G3)/(S4) arithmetic with the checks, H_L's weights and Κ/N
+    taken once. It still refuses a v of the wrong length."""
     model, params, batch = problem.model, problem.params, problem.batch
     cache = model.forward(params, batch.inputs)
+    *_, oracle_gauss_newton_v = problem.oracle()
+    plain = model.gauss_newton_operator(params, batch, cache)
+    assert relative_error(plain(problem.v), oracle_gauss_newton_v) <= ORACLE_TOLERANCE
     dampings = [0.0] + ([0.7] if hasattr(model, "structural_damping_product") else [])
     for damping in dampings:
         operator = model.gauss_newton_operator(params, batch, cache, structural_damping=damping)
