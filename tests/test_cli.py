@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from arrayhf import backend, cli
+from arrayhf import backend, checkpoint, cli
+from arrayhf.cli import models, runs
 
 from helpers import other_backend
 
@@ -77,6 +78,29 @@ def test_every_problem_runs_from_the_command_line(xp, device, tmp_path, capsys, 
     assert cli.main(["train", "--problem", problem, *TINY, "--iterations", "1",
                      "--run-dir", str(tmp_path / problem), *backend_options(xp, device)]) == 0
     assert f"{problem}, T = 20" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model", models.MODELS)
+def test_every_model_trains_and_resumes_from_the_command_line(xp, device, tmp_path, capsys,
+                                                               model):
+    run_dir = tmp_path / model
+    assert cli.main(["train", "--problem", "addition", *TINY, "--iterations", "1", "--model",
+                     model, "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
+    assert f"addition: T = 20, {model.upper()} of 8 hidden units" in capsys.readouterr().out
+    assert json.loads((run_dir / "run.json").read_text())["model"] == model
+    _, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    assert meta["model"]["class"] == type(models.pathological_model(
+        model, 2, 1, "linear", hidden=8, factors=None, biases=False)).__name__
+    assert cli.main(["resume", str(run_dir), "--iterations", "2"]) == 0
+    assert "resumed from the checkpoint of iteration 1" in capsys.readouterr().out
+
+
+def test_run_description_leaves_out_later_settings_at_their_old_values():
+    """Checkpoints made before --model existed recorded no model: the tanh RNN's run description
+    must stay what it was, so that they resume without --force; any other model is recorded."""
+    assert not {"model", "factors"} & set(runs.RunSettings().run_info())
+    assert runs.RunSettings(model="mrnn", factors=5).run_info()["model"] == "mrnn"
+    assert runs.RunSettings(model="mrnn", factors=5).run_info()["factors"] == 5
 
 
 def test_bad_requests_get_clear_messages(tmp_path, capsys):

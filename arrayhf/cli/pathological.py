@@ -8,7 +8,7 @@ import argparse
 import os
 import time
 
-from arrayhf.cli import runs
+from arrayhf.cli import models, runs
 from arrayhf.cli.text import train_text_run
 from arrayhf.data.problems import PROBLEMS
 from arrayhf.hf.optimizer import HF
@@ -51,7 +51,8 @@ def train_run(settings: runs.RunSettings, run_dir: str | os.PathLike, *, resume:
     if resume and optimizer.history and solved(settings, optimizer.history[-1]):
         print(verdict(settings, optimizer, 0.0))
         return 0
-    print(f"{settings.problem}: T = {settings.T}, {settings.hidden} hidden units, "
+    print(f"{settings.problem}: T = {settings.T}, {settings.model.upper()} of {settings.hidden} "
+          f"hidden units, "
           f"{len(dataset.train_batches)}×{settings.batch_size} training sequences (fresh each "
           f"iteration), curvature on {settings.batch_size}, backend {settings.backend} "
           f"{settings.dtype}; stop when test error < {100 * settings.threshold:g}%")
@@ -98,6 +99,10 @@ def _add_problem_options(parser, *, for_demo: bool) -> None:
         parser.add_argument("--problem", required=True, choices=PROBLEMS)
     parser.add_argument("--T", type=int, default=None if for_demo else 30,
                         help="sequence length (the release: 200)")
+    parser.add_argument("--model", choices=models.MODELS,
+                        help="the net (default rnn, the release's)")
+    parser.add_argument("--factors", type=int,
+                        help="the MRNN's factors (default: as many as hidden units)")
     parser.add_argument("--threshold", type=float,
                         help="solved below this test error (default 0.001, the release's; "
                              "MS11 and the CPU demo: 0.01)")

@@ -22,20 +22,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-import arrayhf
 from arrayhf import backend, checkpoint
+from arrayhf.cli import models
 from arrayhf.data.corpus import python_stdlib_corpus
 from arrayhf.data.pathological import Pathological
 from arrayhf.data.text import Text
 from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF
-from arrayhf.models.mrnn import MRNN
 
 RUN_FILE = "run.json"
 
 
 # Settings a resumed run may change: how long it goes on, and how often it saves.
 CHANGEABLE_ON_RESUME = ("iterations", "save_every")
+# Settings added after the first release, with the value every older run had: a run description
+# leaves them out at that value, so that older checkpoints resume unchanged.
+ADDED_LATER = {"model": "rnn", "factors": None}
 
 
 @dataclass
@@ -52,7 +54,9 @@ class _SavedSettings:
         """The settings a checkpoint records and a resume compares (all but
         CHANGEABLE_ON_RESUME)."""
         return {key: value for key, value in self.to_json().items()
-                if key not in CHANGEABLE_ON_RESUME}
+                if key not in CHANGEABLE_ON_RESUME
+                and not (isinstance(self, RunSettings) and key in ADDED_LATER
+                         and value == ADDED_LATER[key])}
 
     def save(self, run_dir) -> None:
         """Write ``run_dir/run.json`` atomically (a kill leaves the old file or the new one)."""
@@ -69,7 +73,9 @@ class RunSettings(_SavedSettings):
 
     problem: str = "multiplication"
     T: int = 200
+    model: str = "rnn"                    # models.MODELS
     hidden: int = 100
+    factors: int | None = None            # the MRNN's factors; None: as many as hidden units
     batch_size: int = 1000
     train_batches: int = 10
     test_batches: int = 10
@@ -96,15 +102,16 @@ def xp_for(settings: RunSettings | TextRunSettings) -> Any:
 
 
 def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
-          progress: bool = True) -> tuple[arrayhf.RNN, Pathological, HF]:
+          progress: bool = True) -> tuple[Any, Pathological, HF]:
     """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
     xp = xp_for(settings)
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
                            n_train_batches=settings.train_batches,
                            n_test_batches=settings.test_batches, seed=settings.seed, xp=xp,
                            dtype=settings.dtype, device=settings.device)
-    model = arrayhf.RNN(dataset.n_inputs, settings.hidden, dataset.n_outputs, hidden="tanh",
-                        output=dataset.output, biases=settings.biases)
+    model = models.pathological_model(settings.model, dataset.n_inputs, dataset.n_outputs,
+                                      dataset.output, hidden=settings.hidden,
+                                      factors=settings.factors, biases=settings.biases)
     damping = settings.damping if settings.damping is not None else 0.01 * dataset.n_outputs
     optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
                    save_every=settings.save_every, progress=progress, damping=damping,
@@ -127,7 +134,7 @@ class TextRunSettings(_SavedSettings):
     kind: str = "text"
     source: str = STDLIB        # a UTF-8 file, or "stdlib"
     max_chars: int = 300_000
-    model: str = "mrnn"         # "mrnn" or "rnn"
+    model: str = "mrnn"         # models.MODELS
     T: int = 50
     hidden: int = 100
     factors: int = 100
@@ -179,18 +186,14 @@ def read_source(settings: TextRunSettings) -> str:
     return pathlib.Path(settings.source).read_text(encoding="utf-8")[:settings.max_chars]
 
 
-def text_model(settings: TextRunSettings, vocabulary_size: int) -> MRNN | arrayhf.RNN:
-    """The MRNN (or RNN) of a text run, for a vocabulary of this size."""
-    if settings.model == "mrnn":
-        return MRNN(vocabulary_size, settings.hidden, settings.factors, vocabulary_size,
-                    output="softmax")
-    if settings.model == "rnn":
-        return arrayhf.RNN(vocabulary_size, settings.hidden, vocabulary_size, output="softmax")
-    raise ValueError(f"expected model 'mrnn' or 'rnn', got {settings.model!r}")
+def text_model(settings: TextRunSettings, vocabulary_size: int) -> Any:
+    """The net of a text run, for a vocabulary of this size."""
+    return models.text_model(settings.model, vocabulary_size, hidden=settings.hidden,
+                             factors=settings.factors)
 
 
 def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[MRNN | arrayhf.RNN, Text, HF]:
+               progress: bool = True) -> tuple[Any, Text, HF]:
     """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
     xp = xp_for(settings)
     vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
@@ -200,7 +203,7 @@ def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = No
                    warmup=settings.warmup, seed=settings.seed, xp=xp, dtype=settings.dtype,
                    device=settings.device, vocabulary=vocabulary,
                    max_vocabulary=settings.max_vocabulary,
-                   one_hot_inputs=settings.model == "rnn")
+                   one_hot_inputs=not models.takes_ids(settings.model))
     settings.vocabulary = dataset.vocabulary.to_json()
     model = text_model(settings, dataset.vocabulary.size)
     optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
@@ -266,10 +269,10 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 
 @overload
 def open_run(settings: RunSettings, run_dir: str | os.PathLike, *, resume: bool,
-             force: bool = False) -> tuple[arrayhf.RNN, Pathological, HF] | None: ...
+             force: bool = False) -> tuple[Any, Pathological, HF] | None: ...
 @overload
 def open_run(settings: TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
-             force: bool = False) -> tuple[MRNN | arrayhf.RNN, Text, HF] | None: ...
+             force: bool = False) -> tuple[Any, Text, HF] | None: ...
 
 
 def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike, *,

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from arrayhf import backend, checkpoint
-from arrayhf.cli import runs
+from arrayhf.cli import models, runs
 from arrayhf.data.corpus import bits_per_character, unigram_entropy_bits
 from arrayhf.data.text import one_hot
 from arrayhf.data.vocabulary import Vocabulary
@@ -80,7 +80,7 @@ def sample(args: argparse.Namespace) -> int:
     for _ in range(args.length):
         window = np.asarray(ids[-args.context:], dtype=np.int64)[:, None]      # [T, 1]
         inputs = backend.from_host(window, xp, device=args.device)
-        if settings.model == "rnn":
+        if not models.takes_ids(settings.model):
             inputs = one_hot(inputs, vocabulary.size, dtype=settings.dtype)
         net_output = backend.to_numpy(model.forward(params, inputs).net_output)[-1, 0]
         logits = net_output.astype(np.float64) / args.temperature
@@ -101,7 +101,7 @@ def _add_text_options(parser) -> None:
                         help="train on the Python standard library's own source files")
     parser.add_argument("--max-chars", dest="max_chars", type=int,
                         help="use the first this many characters (default 300,000)")
-    parser.add_argument("--model", choices=("mrnn", "rnn"), help="the net (default mrnn)")
+    parser.add_argument("--model", choices=models.MODELS, help="the net (default mrnn)")
     parser.add_argument("--T", type=int, help="characters a sequence (default 50)")
     parser.add_argument("--factors", type=int, help="MRNN factors (default 100)")
     parser.add_argument("--warmup", type=int, help="unscored first steps (default 10)")
