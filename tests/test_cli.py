@@ -63,12 +63,13 @@ def test_train_resume_and_plot(xp, device, tmp_path, capsys):
     # in one line, before any picture is drawn
     assert cli.main(["plot", str(run_dir), "--sequence", "15"]) == 0
     assert (run_dir / "hidden_states.png").read_bytes() != first_picture
-    for sequence in ("16", "-1"):
+    for sequence, message in (("16", "expected --sequence in 0..15 (the test sequences), got 16"),
+                              ("-1", "argument --sequence: expected an integer >= 0, got '-1'")):
         for name in ("curves.png", "hidden_states.png"):
             (run_dir / name).unlink(missing_ok=True)
         assert cli.main(["plot", str(run_dir), "--sequence", sequence]) == 2
         err = capsys.readouterr().err
-        assert f"expected --sequence in 0..15 (the test sequences), got {sequence}" in err, err
+        assert message in err and len(err.strip().splitlines()) == 1, err
         assert not any((run_dir / name).exists() for name in ("curves.png", "hidden_states.png"))
 
 
@@ -112,8 +113,8 @@ def test_bad_requests_get_clear_messages(tmp_path, capsys):
     assert "unknown backend 'tensorflow'" in capsys.readouterr().err
     assert cli.main(["resume", str(tmp_path / "nothing")]) == 2
     assert "run.json" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--problem", "sorting"])
+    assert cli.main(["train", "--problem", "sorting"]) == 2
+    assert "argument --problem: expected one of addition, " in capsys.readouterr().err
 
 
 def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys):
@@ -134,3 +135,42 @@ def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys)
         text = capsys.readouterr().out.splitlines()[-1]
         assert text.startswith("the ") and len(text) == 44
         assert set(text) <= set("the cat sat on the mat. ")
+
+
+def test_resume_trains_a_solved_run_on_only_when_asked(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--problem", "addition", *TINY, "--iterations", "8",
+                     "--threshold", "1", "--run-dir", str(run_dir)]) == 0
+
+    def iterations():
+        return [json.loads(line)["iteration"]
+                for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    solved_at = iterations()[-1]
+    assert solved_at < 8 and iterations() == list(range(1, solved_at + 1))
+    assert f"SOLVED: addition, T = 20 at HF iteration {solved_at}," in capsys.readouterr().out
+
+    assert cli.main(["resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "is solved already" in out and "--threshold X" in out
+    assert iterations()[-1] == solved_at
+
+    assert cli.main(["resume", str(run_dir), "--iterations", str(solved_at + 1)]) == 0
+    out = capsys.readouterr().out
+    assert f"training on to iteration {solved_at + 1}" in out
+    assert iterations() == list(range(1, solved_at + 2))
+    # the verdict counts the whole run's time, not only this process's
+    seconds = sum(json.loads(line)["seconds"]
+                  for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+    assert f"CG steps, {seconds:.0f} s on numpy" in out
+
+    total = solved_at + 2
+    assert cli.main(["resume", str(run_dir), "--threshold", "1e-9", "--iterations",
+                     str(total)]) == 0
+    out = capsys.readouterr().out
+    assert "stop when test error < 1e-07%" in out and iterations()[-1] == total
+    assert f"NOT SOLVED: addition, T = 20 after HF iteration {total}" in out
+    assert json.loads((run_dir / "run.json").read_text())["threshold"] == 1e-9
+    # the new threshold is the run's now: resuming again needs no --force
+    assert cli.main(["resume", str(run_dir), "--iterations", str(total)]) == 0
+    assert f"is at iteration {total} already" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The ``arrayhf`` command line (also ``python -m arrayhf``).
+"""The arrayhf command line (also python -m arrayhf): Hessian-free training of recurrent nets.
 
     arrayhf demo                 the 2011 release's demo (multiplication) at a T a laptop solves
     arrayhf demo --T 200 --backend torch --device cuda     the release's experiment itself
@@ -18,16 +18,18 @@ import os
 import sys
 from collections.abc import Sequence
 
+import arrayhf
 from arrayhf import backend, threads
-from arrayhf.cli import inspect, pathological, text
+from arrayhf.cli import inspect, pathological, text, values
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``arrayhf`` command: each command family adds its own."""
-    parser = argparse.ArgumentParser(prog="arrayhf", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 1)[1])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = values.OneLineParser(prog="arrayhf", description=__doc__.split("\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  epilog=__doc__.split("\n", 1)[1])
+    parser.add_argument("--version", action="version", version=f"arrayhf {arrayhf.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for family in (pathological, text, inspect):
         family.add_commands(commands)
     for command in commands.choices.values():
@@ -47,7 +49,10 @@ def _threads(value: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:    # --help, --version (0) or a refused value (2, one line)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         if args.threads is not None:
             threads.configure(args.threads)

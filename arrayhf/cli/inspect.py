@@ -11,7 +11,7 @@ import numpy as np
 
 import arrayhf
 from arrayhf import backend, checkpoint, plots
-from arrayhf.cli import runs
+from arrayhf.cli import runs, values
 from arrayhf.hf.runlog import RunLog
 
 
@@ -70,34 +70,54 @@ def _read_inputs(path) -> np.ndarray:
 
 def predict(args: argparse.Namespace) -> int:
     """Load a checkpoint onto a backend and write its predictions for inputs from a .npy file."""
+    output = args.output or str(pathlib.Path(args.inputs).with_suffix("")) + ".predictions.npy"
+    if not args.inputs.endswith(".npy"):
+        raise ValueError(f"--inputs {args.inputs}: expected a .npy file (numpy.save's format)")
+    if pathlib.Path(output).exists() and not args.force:
+        raise ValueError(f"{output} exists: --force overwrites it, --output names another file")
+    host_inputs = _read_inputs(args.inputs)
     model, params = arrayhf.load(args.run_dir, backend=args.backend, device=args.device,
                                  dtype=args.dtype)
-    host_inputs = _read_inputs(args.inputs)
     xp = backend.namespace(args.backend)
     is_ids = np.issubdtype(host_inputs.dtype, np.integer)
     inputs = backend.from_host(host_inputs, xp, dtype=None if is_ids else params.dtype,
                                device=args.device)
     predictions = backend.to_numpy(model.predict(params, inputs))
-    output = args.output or str(pathlib.Path(args.inputs).with_suffix("")) + ".predictions.npy"
     np.save(output, predictions)
-    print(f"{model} on {backend.name_of(xp)} ({params.dtype}): predictions of shape "
-          f"{list(predictions.shape)} written to {output}")
+    print(f"{model} on {backend.name_of(xp)} ({params.dtype}): inputs read time-major (T = "
+          f"{host_inputs.shape[0]} steps of {host_inputs.shape[1]} sequences); predictions of "
+          f"shape {list(predictions.shape)} written to {output}")
     return 0
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """plot and predict, on the ``arrayhf`` parser's subcommands."""
     plot_parser = commands.add_parser("plot", help="curves.png and hidden_states.png of a run")
-    plot_parser.add_argument("run_dir")
-    plot_parser.add_argument("--sequence", type=int, default=0, help="test sequence to draw")
-    plot_parser.add_argument("--backend", default="numpy")
+    plot_parser.add_argument("run_dir", type=values.non_empty, metavar="RUN_DIR",
+                             help="a run directory")
+    plot_parser.add_argument("--sequence", type=values.integer(0), default=0,
+                             help="the test sequence drawn in hidden_states.png (default 0)")
+    plot_parser.add_argument("--backend", type=values.backend_name, default="numpy",
+                             help="the backend that runs the model for the picture (default "
+                                  "numpy)")
     plot_parser.set_defaults(run=plot)
 
     predict_parser = commands.add_parser("predict", help="a checkpoint's predictions")
-    predict_parser.add_argument("run_dir", help="a run directory or a checkpoint .npz file")
-    predict_parser.add_argument("--inputs", required=True, help="a .npy file of inputs")
-    predict_parser.add_argument("--output", help="where to write (default INPUTS.predictions.npy)")
-    predict_parser.add_argument("--backend", default=None)
-    predict_parser.add_argument("--device", default=None)
-    predict_parser.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    predict_parser.add_argument("run_dir", type=values.non_empty, metavar="RUN_DIR",
+                                help="a run directory or a checkpoint .npz file")
+    predict_parser.add_argument("--inputs", required=True, type=values.non_empty,
+                                help="a .npy file of inputs, time-major: [T, B, n_in] floats, "
+                                     "or [T, B] integer ids for a model that reads ids")
+    predict_parser.add_argument("--output", type=values.non_empty,
+                                help="where to write (default INPUTS.predictions.npy)")
+    predict_parser.add_argument("--force", action="store_true",
+                                help="overwrite the output file if it exists (default: refuse)")
+    predict_parser.add_argument("--backend", type=values.backend_name, default=None,
+                                help="the backend to run on (default: the run's)")
+    predict_parser.add_argument("--device", type=values.non_empty, default=None,
+                                help="the backend's device, e.g. cuda (default: the backend's "
+                                     "own)")
+    predict_parser.add_argument("--dtype", type=values.choice(("float32", "float64")),
+                                metavar="{float32,float64}", default=None,
+                                help="float dtype (default: the run's)")
     predict_parser.set_defaults(run=predict)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+from typing import Any
 
-from arrayhf.cli import models, runs
+from arrayhf.cli import options, runs, values
 from arrayhf.cli.text import train_text_run
 from arrayhf.data.problems import PROBLEMS
 from arrayhf.hf.optimizer import HF
@@ -25,7 +25,12 @@ def solved(settings: runs.RunSettings, record: dict) -> bool:
     return record["test_error"] is not None and record["test_error"] < settings.threshold
 
 
-def verdict(settings: runs.RunSettings, optimizer: HF, seconds: float) -> str:
+def run_seconds(optimizer: HF) -> float:
+    """The whole run's time: every iteration's seconds, in this process and those before it."""
+    return sum(float(record.get("seconds") or 0.0) for record in optimizer.history)
+
+
+def verdict(settings: runs.RunSettings, optimizer: HF) -> str:
     """The line that ends a run: SOLVED or NOT SOLVED, with the test error and what it cost."""
     last = optimizer.history[-1] if optimizer.history else None
     where = f"{settings.problem}, T = {settings.T}"
@@ -33,7 +38,7 @@ def verdict(settings: runs.RunSettings, optimizer: HF, seconds: float) -> str:
         return f"NOT SOLVED: {where}: no iteration ran"
     error = 100 * last["test_error"]
     cost = (f"HF iteration {optimizer.iteration}, {optimizer.cg_total} CG steps, "
-            f"{seconds:.0f} s on {settings.backend}")
+            f"{run_seconds(optimizer):.0f} s on {settings.backend}")
     if solved(settings, last):
         return (f"SOLVED: {where} at {cost}: {error:.2f}% of test sequences wrong "
                 f"(< {100 * settings.threshold:g}%)")
@@ -41,26 +46,55 @@ def verdict(settings: runs.RunSettings, optimizer: HF, seconds: float) -> str:
             f"(needs < {100 * settings.threshold:g}%)")
 
 
+def _stop_rule(settings: runs.RunSettings, optimizer: HF, run_dir, *,
+               train_on: bool) -> tuple[bool, Any]:
+    """(whether to train, the stop rule) of a run about to go on: a run already solved stops
+    with its verdict, unless --iterations asks for more (then it trains on with no stop rule)."""
+    def stop(record: dict) -> bool:
+        return solved(settings, record)
+
+    if optimizer.iteration >= settings.iterations:
+        print(verdict(settings, optimizer))
+        print(f"{run_dir} is at iteration {optimizer.iteration} already: 'arrayhf resume "
+              f"{run_dir} --iterations N' with N > {optimizer.iteration} trains on")
+        return False, stop
+    if optimizer.history and solved(settings, optimizer.history[-1]):
+        if not train_on:
+            print(verdict(settings, optimizer))
+            print(f"{run_dir} is solved already: 'arrayhf resume {run_dir} --threshold X' (a "
+                  f"lower one) or '--iterations N' trains on")
+            return False, stop
+        print(f"solved already; training on to iteration {settings.iterations}, as "
+              f"--iterations asks")
+        return True, None
+    return True, stop
+
+
 def train_run(settings: runs.RunSettings, run_dir: str | os.PathLike, *, resume: bool,
-              force: bool = False) -> int:
-    """Start (or resume) a pathological run and train it until solved or out of iterations."""
+              force: bool = False, threshold: float | None = None,
+              train_on: bool = False) -> int:
+    """Start (or resume) a pathological run and train it until solved or out of iterations.
+    A resumed run may get a new ``threshold`` (saved to its run.json); ``train_on``: a solved
+    run trains on to ``settings.iterations``."""
     opened = runs.open_run(settings, run_dir, resume=resume, force=force)
     if opened is None:
         return 2
     _, dataset, optimizer = opened
-    if resume and optimizer.history and solved(settings, optimizer.history[-1]):
-        print(verdict(settings, optimizer, 0.0))
+    if threshold is not None:
+        settings.threshold = threshold
+        optimizer.run_info = settings.run_info()
+        settings.save(run_dir)
+    go_on, stop = _stop_rule(settings, optimizer, run_dir, train_on=train_on)
+    if not go_on:
         return 0
     print(f"{settings.problem}: T = {settings.T}, {settings.model.upper()} of {settings.hidden} "
           f"hidden units, "
           f"{len(dataset.train_batches)}×{settings.batch_size} training sequences (fresh each "
           f"iteration), curvature on {settings.batch_size}, backend {settings.backend} "
           f"{settings.dtype}; stop when test error < {100 * settings.threshold:g}%")
-    started = time.perf_counter()
-    if not runs.run_until_done(optimizer, settings, run_dir,
-                               stop=lambda record: solved(settings, record)):
+    if not runs.run_until_done(optimizer, settings, run_dir, stop=stop):
         return 130
-    print(verdict(settings, optimizer, time.perf_counter() - started))
+    print(verdict(settings, optimizer))
     print(f"logs: {run_dir}/results, {run_dir}/metrics.jsonl; pictures: arrayhf plot {run_dir}")
     return 0
 
@@ -69,45 +103,49 @@ def demo(args: argparse.Namespace) -> int:
     """The 2011 release's demo: multiplication, at a laptop's T unless --T >= 100."""
     on_cpu = not (args.device and args.device != "cpu") and (args.T is None or args.T < 100)
     defaults = {"problem": "multiplication", **(DEMO_CPU if on_cpu else {})}
-    settings = runs.settings_from(args, runs.RunSettings, **defaults)
+    settings = options.settings_from(args, runs.RunSettings, **defaults)
     return train_run(settings, args.run_dir or "runs/demo", resume=False)
 
 
 def train(args: argparse.Namespace) -> int:
     """HF on a pathological problem, from the command-line settings."""
-    settings = runs.settings_from(args, runs.RunSettings)
+    settings = options.settings_from(args, runs.RunSettings, T=30)
     return train_run(settings, args.run_dir or f"runs/{settings.problem}-T{settings.T}",
                      resume=False)
 
 
 def resume(args: argparse.Namespace) -> int:
     """Continue a run (pathological or text) from its last checkpoint. Settings other than
-    --iterations and --save-every must be those the checkpoint was made with (--force: resume
-    anyway)."""
+    --iterations, --threshold and --save-every must be those the checkpoint was made with
+    (--force: resume anyway)."""
     settings = runs.load_settings(args.run_dir)
+    options.check_settings(settings, where=f"{args.run_dir}/{runs.RUN_FILE}")
     if args.iterations is not None:
         settings.iterations = args.iterations
     if args.save_every is not None:
         settings.save_every = args.save_every
     if isinstance(settings, runs.TextRunSettings):
+        if args.threshold is not None:
+            raise ValueError(f"--threshold applies to pathological runs; {args.run_dir} is a "
+                             f"text run")
         return train_text_run(settings, args.run_dir, resume=True, force=args.force)
-    return train_run(settings, args.run_dir, resume=True, force=args.force)
+    return train_run(settings, args.run_dir, resume=True, force=args.force,
+                     threshold=args.threshold, train_on=args.iterations is not None)
 
 
 def _add_problem_options(parser, *, for_demo: bool) -> None:
     if not for_demo:
-        parser.add_argument("--problem", required=True, choices=PROBLEMS)
-    parser.add_argument("--T", type=int, default=None if for_demo else 30,
-                        help="sequence length (the release: 200)")
-    parser.add_argument("--model", choices=models.MODELS,
-                        help="the net (default rnn, the release's)")
-    parser.add_argument("--factors", type=int,
-                        help="the MRNN's factors (default: as many as hidden units)")
-    parser.add_argument("--threshold", type=float,
-                        help="solved below this test error (default 0.001, the release's; "
-                             "MS11 and the CPU demo: 0.01)")
-    runs.add_training_options(
-        parser, runs.RunSettings, run_dir="runs/demo" if for_demo else "runs/{problem}-T{T}",
+        parser.add_argument("--problem", required=True, type=options.FIELD_VALUES["problem"],
+                            metavar="PROBLEM", help="one of " + ", ".join(PROBLEMS))
+    options.add_option(parser, "--T", "sequence length (the release: 200)",
+                       default="20 on a CPU, 200 on a GPU or with --T >= 100" if for_demo
+                       else 30)
+    options.add_option(parser, "--model", "the net", default="rnn, the release's")
+    options.add_option(parser, "--factors", "the MRNN's factors", default="as many as hidden")
+    options.add_option(parser, "--threshold", "solved below this test error",
+                       default="0.001, the release's; MS11 and the CPU demo: 0.01")
+    options.add_training_options(
+        parser, runs.RunSettings, run_dir="runs/demo" if for_demo else "runs/PROBLEM-TT",
         defaults={"batch_size": "1000; the CPU demo 300", "damping": "0.01 × outputs"})
 
 
@@ -123,11 +161,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train_parser.set_defaults(run=train)
 
     resume_parser = commands.add_parser("resume", help="continue a run from its checkpoint")
-    resume_parser.add_argument("run_dir")
-    resume_parser.add_argument("--iterations", type=int, help="new limit on HF iterations")
-    resume_parser.add_argument("--save-every", dest="save_every", type=int,
-                               help="checkpoint every this many iterations")
+    resume_parser.add_argument("run_dir", type=values.non_empty, metavar="RUN_DIR",
+                               help="the run directory to continue")
+    options.add_option(resume_parser, "--iterations",
+                       "new limit on HF iterations, counted from the run's start",
+                       default="the run's")
+    options.add_option(resume_parser, "--threshold",
+                       "new success threshold of a pathological run (a solved run trains on "
+                       "when it is lowered)", default="the run's")
+    options.add_option(resume_parser, "--save-every", "checkpoint every this many iterations",
+                       default="the run's")
     resume_parser.add_argument("--force", action="store_true",
                                help="resume even if run.json differs from the checkpoint's "
-                                    "settings")
+                                    "settings (default: refuse)")
     resume_parser.set_defaults(run=resume)

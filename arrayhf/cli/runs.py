@@ -12,7 +12,6 @@ iteration, and success when fewer than 0.1% of the test sequences are wrong.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -155,7 +154,7 @@ class TextRunSettings(_SavedSettings):
     save_every: int = 2
 
 
-# either settings record, as settings_from makes the one it is given
+# either settings record, as options.settings_from makes the one it is given
 Settings = TypeVar("Settings", RunSettings, TextRunSettings)
 
 
@@ -211,53 +210,6 @@ def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = No
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
                    run_info=settings.run_info())
     return model, dataset, optimizer
-
-
-# -- the options of the training commands ------------------------------------------------------
-# (flag, type, what it sets) of the options both training commands take; each fills the settings
-# field of its name, and its help ends with that field's default.
-TRAINING_OPTIONS = (
-    ("--hidden", int, "hidden units"),
-    ("--batch-size", int, "sequences per batch"),
-    ("--train-batches", int, "training batches, drawn afresh every iteration"),
-    ("--test-batches", int, "test batches, fixed"),
-    ("--seed", int, "seed of the initial weights and of the data"),
-    ("--iterations", int, "most HF iterations"),
-    ("--backend", str, "numpy, torch, cupy, jax or array_api_strict"),
-    ("--device", str, "the backend's device, e.g. cuda"),
-    ("--dtype", str, "float dtype"),
-    ("--damping", float, "initial λ"),
-    ("--mu", float, "structural damping μ"),
-    ("--max-cg", int, "most CG steps an iteration"),
-    ("--save-every", int, "checkpoint every this many iterations"),
-)
-
-
-def add_training_options(parser: argparse.ArgumentParser,
-                         settings_class: type[RunSettings | TextRunSettings], *, run_dir: str,
-                         defaults: dict[str, str] | None = None) -> None:
-    """TRAINING_OPTIONS and ``--run-dir`` on a training command's parser. Every option defaults
-    to None, which keeps the settings record's default; the help shows that default, or the
-    text ``defaults`` gives for it."""
-    shown = {**dataclasses.asdict(settings_class()), **(defaults or {})}
-    for flag, kind, what in TRAINING_OPTIONS:
-        name = flag[2:].replace("-", "_")
-        parser.add_argument(flag, dest=name, type=kind,
-                            choices=("float32", "float64") if name == "dtype" else None,
-                            help=what if shown[name] is None else f"{what} (default {shown[name]})")
-    parser.add_argument("--run-dir", dest="run_dir",
-                        help=f"where the logs and checkpoints go (default {run_dir})")
-
-
-def settings_from(args: argparse.Namespace, settings_class: type[Settings],
-                  **values: Any) -> Settings:
-    """A settings record of ``values``, and of every option given on the command line over them
-    (an option left out is None)."""
-    for field in dataclasses.fields(settings_class):
-        value = getattr(args, field.name, None)
-        if value is not None:
-            values[field.name] = value
-    return settings_class(**values)
 
 
 # -- a run directory ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from arrayhf import backend, checkpoint
-from arrayhf.cli import models, runs
+from arrayhf.cli import models, options, runs, values
 from arrayhf.data.corpus import bits_per_character, unigram_entropy_bits
 from arrayhf.data.text import one_hot
 from arrayhf.data.vocabulary import Vocabulary
@@ -54,8 +54,11 @@ def train_text(args: argparse.Namespace) -> int:
     if (args.file is None) == (not args.stdlib):
         print("arrayhf train-text: give a FILE or --stdlib (not both)", file=sys.stderr)
         return 2
+    if args.file is not None and not pathlib.Path(args.file).is_file():
+        print(f"arrayhf train-text: {args.file}: no such file", file=sys.stderr)
+        return 2
     source = runs.STDLIB if args.stdlib else str(args.file)
-    settings = runs.settings_from(args, runs.TextRunSettings, source=source)
+    settings = options.settings_from(args, runs.TextRunSettings, source=source)
     return train_text_run(settings, args.run_dir or "runs/text", resume=False)
 
 
@@ -99,15 +102,16 @@ def _add_text_options(parser) -> None:
     parser.add_argument("file", nargs="?", help="a UTF-8 text file")
     parser.add_argument("--stdlib", action="store_true",
                         help="train on the Python standard library's own source files")
-    parser.add_argument("--max-chars", dest="max_chars", type=int,
-                        help="use the first this many characters (default 300,000)")
-    parser.add_argument("--model", choices=models.MODELS, help="the net (default mrnn)")
-    parser.add_argument("--T", type=int, help="characters a sequence (default 50)")
-    parser.add_argument("--factors", type=int, help="MRNN factors (default 100)")
-    parser.add_argument("--warmup", type=int, help="unscored first steps (default 10)")
-    parser.add_argument("--max-vocabulary", dest="max_vocabulary", type=int,
-                        help="keep only this many of the most frequent characters")
-    runs.add_training_options(parser, runs.TextRunSettings, run_dir="runs/text")
+    options.add_option(parser, "--max-chars", "use the first this many characters",
+                       default="300000")
+    options.add_option(parser, "--model", "the net", default="mrnn")
+    options.add_option(parser, "--T", "characters a sequence", default=50)
+    options.add_option(parser, "--factors", "MRNN factors", default=100)
+    options.add_option(parser, "--warmup", "unscored first steps of each sequence", default=10)
+    options.add_option(parser, "--max-vocabulary",
+                       "keep only this many of the most frequent characters",
+                       default="every character of the text")
+    options.add_training_options(parser, runs.TextRunSettings, run_dir="runs/text")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -118,13 +122,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     text_parser.set_defaults(run=train_text)
 
     sample_parser = commands.add_parser("sample", help="generate text from a text run")
-    sample_parser.add_argument("run_dir")
-    sample_parser.add_argument("--length", type=int, default=200)
-    sample_parser.add_argument("--prime", default="")
-    sample_parser.add_argument("--temperature", type=float, default=1.0)
-    sample_parser.add_argument("--context", type=int, default=200,
-                               help="characters fed to the model for each next one")
-    sample_parser.add_argument("--seed", type=int, default=0)
-    sample_parser.add_argument("--backend", default="numpy")
-    sample_parser.add_argument("--device")
+    sample_parser.add_argument("run_dir", type=values.non_empty, metavar="RUN_DIR",
+                               help="a run directory made by 'arrayhf train-text'")
+    sample_parser.add_argument("--length", type=values.integer(1), default=200,
+                               help="characters to generate (default 200)")
+    sample_parser.add_argument("--prime", default="",
+                               help="text fed to the model first, and printed (default none)")
+    sample_parser.add_argument("--temperature", type=values.positive, default=1.0,
+                               help="divides the logits: below 1 more likely characters, above "
+                                    "1 more varied ones (default 1)")
+    sample_parser.add_argument("--context", type=values.integer(1), default=200,
+                               help="characters fed to the model for each next one "
+                                    "(default 200)")
+    sample_parser.add_argument("--seed", type=values.integer(0), default=0,
+                               help="seed of the draws (default 0)")
+    sample_parser.add_argument("--backend", type=values.backend_name, default="numpy",
+                               help="numpy, torch, cupy, jax or array_api_strict (default "
+                                    "numpy)")
+    sample_parser.add_argument("--device", type=values.non_empty,
+                               help="the backend's device, e.g. cuda (default: the backend's "
+                                    "own)")
     sample_parser.set_defaults(run=sample)
