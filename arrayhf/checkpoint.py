@@ -12,9 +12,11 @@ before it; :func:`load_model` (``arrayhf.load``), the model and θ on any backen
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,17 +97,37 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict, dict]:
 
 def read_latest(path: str | os.PathLike) -> tuple[dict, dict, pathlib.Path]:
     """Read ``path``, or its ``.prev`` twin when ``path`` is missing or damaged (a crash between
-    the two renames of :func:`save`). Returns ``(arrays, meta, the path read)``."""
+    the two renames of :func:`save`, a full disk, a truncated copy). Returns ``(arrays, meta, the
+    path read)``. Falling back from a damaged file is never silent: it is named on stderr."""
     errors = []
     for candidate in (pathlib.Path(path), previous_path(path)):
         try:
             arrays, meta = read_arrays(candidate)
-            return arrays, meta, candidate
         except FileNotFoundError:
             errors.append(f"{candidate}: missing")
+            continue
         except CheckpointError as error:
             errors.append(str(error))
+            continue
+        if errors and candidate != pathlib.Path(path) and pathlib.Path(path).exists():
+            print(f"arrayhf: {errors[0]}; reading the checkpoint before it, {candidate} "
+                  f"(iteration {meta.get('iteration', '?')})", file=sys.stderr)
+        return arrays, meta, candidate
     raise CheckpointError("no loadable checkpoint: " + "; ".join(errors))
+
+
+def set_aside(path: str | os.PathLike) -> pathlib.Path:
+    """Rename a damaged checkpoint to NAME.damaged-K.npz (the first K free), so that the next
+    save does not rotate it over the good one kept before it; returns the new name."""
+    path = pathlib.Path(path)
+    for count in itertools.count(1):
+        aside = path.with_name(f"{path.name.removesuffix('.npz')}.damaged-{count}.npz")
+        if not aside.exists():
+            os.replace(path, aside)
+            print(f"arrayhf: moved the damaged {path.name} aside to {aside.name}",
+                  file=sys.stderr)
+            return aside
+    raise AssertionError("unreachable")
 
 
 def load_model(path: str | os.PathLike, *, backend: str | None = None, device: Any = None,
@@ -122,6 +144,8 @@ def load_model(path: str | os.PathLike, *, backend: str | None = None, device: A
     path = pathlib.Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
+    elif not path.exists() and not previous_path(path).exists():
+        raise FileNotFoundError(f"{path}: no such run directory or checkpoint file")
     arrays, meta, used = read_latest(path)
     if not meta.get("model"):
         raise CheckpointError(f"checkpoint {used} has no model description (saved by a model "

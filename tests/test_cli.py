@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy
 import pytest
 
 from arrayhf import backend, checkpoint, cli
@@ -174,3 +175,50 @@ def test_resume_trains_a_solved_run_on_only_when_asked(tmp_path, capsys):
     # the new threshold is the run's now: resuming again needs no --force
     assert cli.main(["resume", str(run_dir), "--iterations", str(total)]) == 0
     assert f"is at iteration {total} already" in capsys.readouterr().out
+
+
+def test_a_damaged_checkpoint_is_named_moved_aside_and_the_logs_cut_to_the_one_read(tmp_path,
+                                                                                    capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--problem", "addition", *TINY, "--iterations", "3",
+                     "--save-every", "2", "--threshold", "1e-9", "--run-dir", str(run_dir)]) == 0
+    latest = run_dir / "checkpoint.npz"
+    damaged = latest.read_bytes()[:100]                     # a truncated copy, a full disk
+    latest.write_bytes(damaged)
+    capsys.readouterr()
+
+    assert cli.main(["plot", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"{latest}" in err and "reading the checkpoint before it" in err, err
+    assert "(iteration 2)" in err
+
+    assert cli.main(["resume", str(run_dir), "--iterations", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "reading the checkpoint before it" in captured.err
+    assert "moved the damaged checkpoint.npz aside to checkpoint.damaged-1.npz" in captured.err
+    assert (run_dir / "checkpoint.damaged-1.npz").read_bytes() == damaged
+    assert "resumed from the checkpoint of iteration 2" in captured.out
+    _, meta, used = checkpoint.read_latest(latest)
+    assert used == latest and meta["iteration"] == 4
+    # the damaged file was never rotated into the place of the good one: both load
+    _, previous = checkpoint.read_arrays(checkpoint.previous_path(latest))
+    assert previous["iteration"] == 4
+    for name in ("results", "detailed_results"):
+        records = [int(line.split()[1]) for line in (run_dir / name).read_text().splitlines()
+                   if line.startswith("iter ")]
+        assert records == [1, 2, 3, 4], (name, records)
+    assert [json.loads(line)["iteration"]
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_messages_name_the_path_the_user_gave(tmp_path, capsys):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    assert cli.main(["predict", str(tmp_path / "nope"), "--inputs",
+                     str(tmp_path / "empty.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "empty.npy: expected a .npy file of numbers" in err and len(err.splitlines()) == 1
+    numpy.save(tmp_path / "x.npy", numpy.zeros((3, 2, 2)))
+    assert cli.main(["predict", str(tmp_path / "nope"), "--inputs", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope'}: no such run directory or checkpoint file" in err, err
+    assert "prev" not in err

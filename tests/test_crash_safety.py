@@ -28,7 +28,7 @@ SEEDS = [int(s) for s in os.environ.get("ARRAYHF_KILL_SEEDS", "0,1,2").split(","
 ITERATIONS, SAVE_EVERY = 8, 2
 RUN = ["--problem", "addition", "--T", "10", "--hidden", "16", "--batch-size", "60",
        "--train-batches", "2", "--test-batches", "1", "--max-cg", "30",
-       "--threshold", "0", "--iterations", str(ITERATIONS), "--save-every", str(SAVE_EVERY)]
+       "--threshold", "1e-9", "--iterations", str(ITERATIONS), "--save-every", str(SAVE_EVERY)]
 # One BLAS thread: deterministic sums, and no fight with a parallel test process for the cores.
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -166,3 +166,36 @@ def test_checkpoint_writing_killed_at_random_moments_leaves_a_whole_file(tmp_pat
         arrays, meta, used = checkpoint.read_latest(path)
         assert np.all(arrays["params"] == meta["iteration"]), used
     assert kills == 5
+
+
+def test_sigterm_saves_and_a_second_process_is_refused_while_the_first_runs(tmp_path):
+    """SIGTERM (a batch scheduler's stop) saves a checkpoint and exits as Ctrl-C does; while a run
+    goes on, a second process on its run directory is refused, naming the first; a run killed
+    with SIGKILL leaves no lock behind."""
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    long_run = [*RUN[:-4], "--iterations", "1000", "--save-every", "1000"]
+    with open(log, "ab") as out:
+        first = subprocess.Popen(command("train", *long_run, "--run-dir", str(run_dir)),
+                                 stdout=out, stderr=subprocess.STDOUT, env=ENV)
+        wait_until(lambda: len(logged_iterations(run_dir)) >= 2, "two iterations")
+        second = subprocess.run(command("resume", str(run_dir)), capture_output=True,
+                                text=True, env=ENV, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"{run_dir} is in use by process {first.pid}" in second.stderr, second.stderr
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 130, log.read_text()
+    assert "interrupted; the checkpoint of iteration" in log.read_text()
+    _, meta = checkpoint.read_arrays(run_dir / "checkpoint.npz")
+    assert meta["iteration"] == logged_iterations(run_dir)[-1] >= 2   # saved at the signal
+
+    started = len(logged_iterations(run_dir))
+    with open(log, "ab") as out:
+        again = subprocess.Popen(command("resume", str(run_dir)), stdout=out,
+                                 stderr=subprocess.STDOUT, env=ENV)
+        wait_until(lambda: len(logged_iterations(run_dir)) > started, "a resumed iteration")
+        again.send_signal(signal.SIGKILL)
+        again.wait()
+    resumed = subprocess.run(command("resume", str(run_dir), "--iterations",
+                                     str(meta["iteration"] + 1)),
+                             capture_output=True, text=True, env=ENV, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr

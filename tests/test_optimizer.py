@@ -364,3 +364,35 @@ def test_a_decrease_run_saved_before_settings_version_2_resumes_as_it_acted(xp, 
     del meta["settings_version"]                       # as every checkpoint before version 2
     checkpoint.save(path, arrays, meta)
     assert HF(classifier(), blobs(xp, device), **settings).resume(tmp_path).iteration == 1
+
+
+def test_run_returns_a_result_and_calls_its_callbacks(xp, device):
+    """HF.run returns an OptimizeResult-like record; callbacks see every iteration after it is
+    logged, and one raising StopIteration ends the run there."""
+    seen = []
+
+    def watch(optimizer, record):
+        seen.append((record["iteration"], optimizer.iteration, len(optimizer.history)))
+
+    optimizer = HF(classifier(), blobs(xp, device), seed=0, damping=1.0, max_cg_iter=20,
+                   progress=False)
+    result = optimizer.run(max_iterations=3, callbacks=[watch])
+    assert seen == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    assert (result.status, result.success, result.nit) == (1, False, 3)
+    assert result.message == "reached max_iterations" and result["nit"] == result.nit
+    assert result.x is optimizer.params and result.history == optimizer.history
+    assert result.ncg == optimizer.cg_total == sum(r["cg_steps"] for r in result.history)
+    assert result.fun == optimizer.history[-1]["objective"]
+
+    def stop_at_five(optimizer, record):
+        if record["iteration"] == 5:
+            raise StopIteration
+
+    result = optimizer.run(max_iterations=9, callbacks=[watch, stop_at_five])
+    assert (result.status, result.success, result.nit) == (2, False, 5)
+    assert [entry[0] for entry in seen] == [1, 2, 3, 4, 5]
+
+    result = optimizer.run(max_iterations=9, stop=lambda record: True)
+    assert (result.status, result.success, result.nit) == (0, True, 6)
+    with pytest.raises(AttributeError):
+        getattr(result, "nothing")  # noqa: B009

@@ -57,7 +57,7 @@ def _read_inputs(path) -> np.ndarray:
     """The inputs of a .npy file: numbers (integer ids or finite floats), never pickled objects."""
     try:
         host_inputs = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:   # not .npy, pickled objects, torn file
+    except (ValueError, OSError, EOFError) as error:   # not .npy, pickled, torn or empty
         raise ValueError(f"{path}: expected a .npy file of numbers ({error})") from error
     if host_inputs.dtype.kind not in "iuf":
         raise TypeError(f"{path}: expected inputs of a float or integer dtype, got "

@@ -72,11 +72,11 @@ def _stop_rule(settings: runs.RunSettings, optimizer: HF, run_dir, *,
 
 def train_run(settings: runs.RunSettings, run_dir: str | os.PathLike, *, resume: bool,
               force: bool = False, threshold: float | None = None,
-              train_on: bool = False) -> int:
+              train_on: bool = False, overwrite: bool = False) -> int:
     """Start (or resume) a pathological run and train it until solved or out of iterations.
     A resumed run may get a new ``threshold`` (saved to its run.json); ``train_on``: a solved
     run trains on to ``settings.iterations``."""
-    opened = runs.open_run(settings, run_dir, resume=resume, force=force)
+    opened = runs.open_run(settings, run_dir, resume=resume, force=force, overwrite=overwrite)
     if opened is None:
         return 2
     _, dataset, optimizer = opened
@@ -104,14 +104,15 @@ def demo(args: argparse.Namespace) -> int:
     on_cpu = not (args.device and args.device != "cpu") and (args.T is None or args.T < 100)
     defaults = {"problem": "multiplication", **(DEMO_CPU if on_cpu else {})}
     settings = options.settings_from(args, runs.RunSettings, **defaults)
-    return train_run(settings, args.run_dir or "runs/demo", resume=False)
+    return train_run(settings, args.run_dir or "runs/demo", resume=False,
+                     overwrite=args.overwrite)
 
 
 def train(args: argparse.Namespace) -> int:
     """HF on a pathological problem, from the command-line settings."""
     settings = options.settings_from(args, runs.RunSettings, T=30)
     return train_run(settings, args.run_dir or f"runs/{settings.problem}-T{settings.T}",
-                     resume=False)
+                     resume=False, overwrite=args.overwrite)
 
 
 def resume(args: argparse.Namespace) -> int:

@@ -16,13 +16,15 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from arrayhf import backend, checkpoint
-from arrayhf.cli import models
+from arrayhf.cli import models, rundir
 from arrayhf.data.corpus import python_stdlib_corpus
 from arrayhf.data.pathological import Pathological
 from arrayhf.data.text import Text
@@ -221,26 +223,36 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 
 @overload
 def open_run(settings: RunSettings, run_dir: str | os.PathLike, *, resume: bool,
-             force: bool = False) -> tuple[Any, Pathological, HF] | None: ...
+             force: bool = False, overwrite: bool = False
+             ) -> tuple[Any, Pathological, HF] | None: ...
 @overload
 def open_run(settings: TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
-             force: bool = False) -> tuple[Any, Text, HF] | None: ...
+             force: bool = False, overwrite: bool = False) -> tuple[Any, Text, HF] | None: ...
 
 
 def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike, *,
-             resume: bool, force: bool = False) -> tuple[Any, Any, HF] | None:
+             resume: bool, force: bool = False, overwrite: bool = False
+             ) -> tuple[Any, Any, HF] | None:
     """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
-    where one is already. A new run saves its settings to run.json first; a resumed one continues
-    from its checkpoint, and one killed before its first checkpoint starts again from iteration
-    0."""
+    where one is already (``overwrite``: remove that run's files and start over). The run
+    directory is locked to this process. A new run saves its settings to run.json first; a
+    resumed one continues from its checkpoint, and one killed before its first checkpoint starts
+    again from iteration 0."""
     run_dir = pathlib.Path(run_dir)
+    if resume or run_dir.exists():
+        rundir.lock(run_dir)
     if not resume and has_checkpoint(run_dir):
-        print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
-              f"choose another --run-dir", file=sys.stderr)
-        return None
+        if not overwrite:
+            print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', "
+                  f"start it over with --overwrite, or choose another --run-dir",
+                  file=sys.stderr)
+            return None
+        print(f"starting {run_dir} over: removed {', '.join(rundir.clear(run_dir))}",
+              file=sys.stderr)
     built: tuple[Any, Any, HF] = (build_text(settings, run_dir)
                                   if isinstance(settings, TextRunSettings)
                                   else build(settings, run_dir))
+    rundir.lock(run_dir)
     if resume and has_checkpoint(run_dir):
         built[2].resume(force=force)
     elif resume:
@@ -252,13 +264,24 @@ def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike
 
 
 def run_until_done(optimizer: HF, settings: RunSettings | TextRunSettings,
-                   run_dir: str | os.PathLike, stop: Callable[[dict], bool]) -> bool:
+                   run_dir: str | os.PathLike, stop: Callable[[dict], bool] | None) -> bool:
     """Run up to ``settings.iterations`` HF iterations, or until ``stop(record)``; False, after
-    saying how to continue, when Ctrl-C stopped it (the optimizer saved its checkpoint)."""
+    saying how to continue, when Ctrl-C or SIGTERM (what batch schedulers send before SIGKILL)
+    stopped it: the optimizer saved its checkpoint first."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
         optimizer.run(max_iterations=settings.iterations, stop=stop)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the checkpoint of iteration {optimizer.iteration} is in "
               f"{run_dir}: 'arrayhf resume {run_dir}' continues", file=sys.stderr)
         return False
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return True
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM acts as Ctrl-C: the loop saves a checkpoint and stops."""
+    raise KeyboardInterrupt(f"signal {signum}")

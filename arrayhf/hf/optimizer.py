@@ -30,7 +30,7 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import array_api_compat
@@ -38,7 +38,7 @@ import array_api_compat
 from arrayhf import checkpoint, threads
 from arrayhf._validate import check_finite, check_floating, check_shape, is_integer, namespace_of
 from arrayhf.curvature import curvature_operator
-from arrayhf.hf import state
+from arrayhf.hf import running, state
 from arrayhf.hf.cg import conjugate_gradient
 from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
 from arrayhf.hf.objective import BatchObjective
@@ -135,6 +135,7 @@ class HF:
         self.iteration = 0
         self.cg_total = 0
         self.history: list[dict] = []
+        self.last_record: dict | None = None   # the record of the last committed iteration
         self._dataset_state = self._get_dataset_state()
         self._resumed = False
         self.log = RunLog(self.run_dir, echo=progress)
@@ -183,15 +184,17 @@ class HF:
         else:
             new_params = params + step_size * direction
 
-        # commit the iteration's state in one place (a Ctrl-C before here loses only this one)
-        self.params = new_params
-        self.cg_warm_start = cg.solution
-        self.damping = next_damping
-        self.iteration = iteration
-        self.cg_total += cg.n_steps
-        self._dataset_state = self._get_dataset_state()
-        return self._record(started, accepted_objective, gradient_norm, damping, ratio, cg,
-                            chosen_step, step_size)
+        record = self._record(started, new_params, next_damping, iteration,
+                              self.cg_total + cg.n_steps, accepted_objective, gradient_norm,
+                              damping, ratio, cg, chosen_step, step_size)
+        dataset_state = self._get_dataset_state()
+        # commit the iteration in one statement: a Ctrl-C or SIGTERM before it loses only this
+        # iteration, one after it finds the state and its record together (run() logs it)
+        (self.params, self.cg_warm_start, self.damping, self.iteration, self.cg_total,
+         self._dataset_state, self.last_record) = (new_params, cg.solution, next_damping,
+                                                   iteration, record["cg_total"],
+                                                   dataset_state, record)
+        return record
 
     def _evaluate_gradient(self, params, grad_ids, iteration):
         """(f(θ), g, ‖g‖) of (H1) on the gradient batches; FloatingPointError when f(θ) or g is
@@ -287,11 +290,10 @@ class HF:
                 return step_size, value
         return 0.0, objective
 
-    def _record(self, started, objective, gradient_norm, damping, ratio, cg, chosen_step,
-                step_size) -> dict:
-        """The metrics record of the iteration just committed (θ, λ' and the counters are the
-        optimizer's), with the test set evaluated every ``test_every`` iterations."""
-        params, iteration = self.params, self.iteration
+    def _record(self, started, params, next_damping, iteration, cg_total, objective,
+                gradient_norm, damping, ratio, cg, chosen_step, step_size) -> dict:
+        """The metrics record of the iteration about to be committed (its θ, λ' and counters),
+        with the test set evaluated every ``test_every`` iterations."""
         record = {
             "iteration": iteration,
             "train_loss": objective - self.batch_objective.weight_penalty(params),
@@ -301,12 +303,12 @@ class HF:
             "grad_norm": gradient_norm,
             "theta_norm": math.sqrt(float(self.xp.sum(params * params))),
             "damping": damping,
-            "next_damping": self.damping,
+            "next_damping": next_damping,
             "rho": ratio.rho,
             "rho_numerator": ratio.numerator,
             "rho_denominator": ratio.denominator,
             "cg_steps": cg.n_steps,
-            "cg_total": self.cg_total,
+            "cg_total": cg_total,
             "cg_stop": cg.stop_reason,
             "cg_warm_start_dropped": cg.restarted_from_zero,
             "chosen_iterate": chosen_step,
@@ -320,37 +322,14 @@ class HF:
         return record
 
     # -- running, checkpoints, resume ------------------------------------------------------
-    def run(self, max_iterations: int, stop: Callable[[dict], bool] | None = None) -> list[dict]:
-        """Iterate until ``self.iteration == max_iterations`` or ``stop(record)`` is true.
-
-        Checkpoints every ``save_every`` iterations, at the end, and on Ctrl-C (the last
-        completed iteration, then the KeyboardInterrupt goes on).
-        """
-        if (self.iteration == 0 and not self._resumed and self.run_dir is not None
-                and state.holds_run(self.run_dir)):
-            latest = checkpoint.CHECKPOINT_NAME
-            raise ValueError(f"{self.run_dir} already holds a run (its {latest} or "
-                             f"{checkpoint.previous_path(latest).name}): call resume() to "
-                             f"continue it, or choose another run_dir")
-        self.log.start_run(self.iteration, max_iterations)
-        if self.iteration == 0 and not self._resumed:
-            self.save()   # from here on a kill at any moment leaves a checkpoint to resume
-        try:
-            while self.iteration < max_iterations:
-                record = self.step()
-                self.history.append(record)
-                self.log.iteration(record)
-                if self.save_every and self.iteration % self.save_every == 0:
-                    self.save()
-                if stop is not None and stop(record):
-                    self.log.message(f"stop condition met at iteration {self.iteration}")
-                    break
-        except KeyboardInterrupt:
-            self.log.message(f"interrupted: saving iteration {self.iteration}")
-            self.save()
-            raise
-        self.save()
-        return self.history
+    def run(self, max_iterations: int, stop: Callable[[dict], bool] | None = None, *,
+            callbacks: Iterable[Callable[[HF, dict], Any]] = ()) -> running.HFResult:
+        """Iterate until ``self.iteration == max_iterations``, ``stop(record)`` is true, or a
+        callback (``callback(optimizer, record)``, after every iteration) raises StopIteration;
+        returns an ``HFResult`` (final θ, iterations, whether the stop condition was met, the
+        history). Checkpoints every ``save_every`` iterations, at the end, and on Ctrl-C
+        (hf/running.py)."""
+        return running.run(self, max_iterations, stop, callbacks)
 
     def _get_dataset_state(self):
         getter = getattr(self.dataset, "get_state", None)
@@ -379,12 +358,7 @@ class HF:
         run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
         if run_dir is None:
             raise ValueError("resume needs a run_dir")
-        arrays, meta, _ = checkpoint.read_latest(state.checkpoint_path(run_dir))
-        state.refuse_other_settings(meta, self, force=force)
-        saved = state.read_state(arrays, meta, run_dir, n_params=self.model.n_params,
-                                 like=self.params)
-        state.restore_dataset_state(self.dataset, meta, force=force, log=self.log)
-        # every check passed: only now is this optimizer's state replaced
+        saved = state.read_checked(self, run_dir, force=force)
         self.params, self.cg_warm_start, self.damping = (saved.params, saved.cg_warm_start,
                                                          saved.damping)
         self.iteration, self.cg_total = saved.iteration, saved.cg_total

@@ -128,13 +128,32 @@ class RunLog:
         return records
 
     def resume(self, iteration: int) -> list[dict]:
-        """Keep the records up to ``iteration`` (later ones are recomputed) and return them."""
+        """Keep the records up to ``iteration`` (later ones are recomputed) and return them;
+        ``results`` and ``detailed_results`` are cut to the same iteration."""
         records = [r for r in self.read_metrics() if r["iteration"] <= iteration]
         if self.run_dir is not None:
-            path = self.run_dir / "metrics.jsonl"
-            temporary = path.with_name(".metrics.jsonl.tmp")
-            temporary.write_text("".join(json.dumps({k: _finite_or_text(v) for k, v in r.items()})
-                                         + "\n" for r in records), encoding="utf-8")
-            os.replace(temporary, path)
+            _replace(self.run_dir / "metrics.jsonl",
+                     [json.dumps({k: _finite_or_text(v) for k, v in r.items()}) for r in records])
+            for name in ("results", "detailed_results"):
+                if (self.run_dir / name).exists():
+                    lines = (self.run_dir / name).read_text(encoding="utf-8").splitlines()
+                    _replace(self.run_dir / name, lines_up_to(lines, iteration))
         self.message(f"resumed from the checkpoint of iteration {iteration}")
         return records
+
+
+def lines_up_to(lines: list[str], iteration: int) -> list[str]:
+    """The lines of ``results`` or ``detailed_results`` up to the record of ``iteration``: the
+    records of later iterations and the CG rows after that record go (a resumed run writes them
+    again); comment lines stay."""
+    records = [index for index, line in enumerate(lines)
+               if line.startswith("iter ") and int(line.split()[1]) <= iteration]
+    cut = records[-1] + 1 if records else 0
+    return lines[:cut] + [line for line in lines[cut:] if line.startswith("# ")]
+
+
+def _replace(path: pathlib.Path, lines: list[str]) -> None:
+    """Write ``lines`` to ``path`` atomically (a kill leaves the old file or the new one)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(temporary, path)

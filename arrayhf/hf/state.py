@@ -106,6 +106,22 @@ def refuse_other_settings(meta: dict, optimizer: HF, *, force: bool) -> None:
                          + " (force=True, or 'arrayhf resume --force', resumes anyway)")
 
 
+def read_checked(optimizer: HF, run_dir: pathlib.Path, *, force: bool) -> RunState:
+    """The latest loadable checkpoint of ``run_dir`` as a RunState on the optimizer's backend,
+    after every check (settings, model, arrays, the data set's state, which it restores); a
+    damaged latest checkpoint read past is moved aside, so that the next save keeps the good one
+    that was read instead of rotating the damaged one over it."""
+    latest = checkpoint_path(run_dir)
+    arrays, meta, used = checkpoint.read_latest(latest)
+    refuse_other_settings(meta, optimizer, force=force)
+    saved = read_state(arrays, meta, run_dir, n_params=optimizer.model.n_params,
+                       like=optimizer.params)
+    restore_dataset_state(optimizer.dataset, meta, force=force, log=optimizer.log)
+    if used != latest and latest.exists():
+        checkpoint.set_aside(latest)
+    return saved
+
+
 def read_state(arrays: dict, meta: dict, run_dir: str | os.PathLike, *, n_params: int,
                like: Any) -> RunState:
     """The checkpoint's state, its arrays on the backend, dtype and device of ``like`` (the
