@@ -4,12 +4,13 @@ errors for bad requests. Runs on the backend under test."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy
 import pytest
 
 from arrayhf import backend, checkpoint, cli
-from arrayhf.cli import models, runs
+from arrayhf.cli import models, rundir, runs
 
 from helpers import other_backend
 
@@ -222,3 +223,42 @@ def test_messages_name_the_path_the_user_gave(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{tmp_path / 'nope'}: no such run directory or checkpoint file" in err, err
     assert "prev" not in err
+
+
+def test_overwrite_starts_a_run_over(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train = ["train", "--problem", "addition", *TINY, "--iterations", "2", "--run-dir",
+             str(run_dir)]
+    assert cli.main(train) == 0
+    (run_dir / "notes.txt").write_text("the user's own file")
+    assert cli.main(train) == 2
+    assert "start it over with --overwrite" in capsys.readouterr().err
+    assert cli.main([*train[:-4], "--iterations", "1", "--overwrite", *train[-2:]]) == 0
+    err = capsys.readouterr().err
+    assert f"starting {run_dir} over: removed run.json, metrics.jsonl" in err, err
+    assert [json.loads(line)["iteration"]
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert (run_dir / "notes.txt").read_text() == "the user's own file"
+
+
+def test_info_tells_what_a_run_directory_holds(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--problem", "addition", *TINY, "--iterations", "2",
+                     "--threshold", "1", "--run-dir", str(run_dir)]) == 0
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    capsys.readouterr()
+    assert cli.main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{run_dir}: pathological run (addition, T = 20, rnn of 8 hidden units)" in out
+    assert f"progress: {last['iteration']} of 2 HF iterations, {last['cg_total']} CG steps" in out
+    error = 100 * last["test_error"]
+    assert f"test error: last {error:.2f}% (iteration {last['iteration']})" in out
+    assert f"checkpoint.npz: iteration {last['iteration']}," in out
+    assert "lock: free" in out
+
+    (run_dir / "checkpoint.prev.npz").write_bytes(b"torn")
+    rundir.lock(run_dir)      # held by this process, seen through another open file
+    assert cli.main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint.prev.npz: damaged (" in out
+    assert f"lock: in use by process {os.getpid()}" in out

@@ -9,6 +9,7 @@
     arrayhf predict RUN_DIR --inputs X.npy      a checkpoint's predictions, on any backend
     arrayhf resume RUN_DIR       continue a run from its last checkpoint
     arrayhf plot RUN_DIR         training curves and one test sequence's hidden states, as PNGs
+    arrayhf info RUN_DIR         settings, progress, scores, checkpoints and lock of a run
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 import arrayhf
 from arrayhf import backend, threads
-from arrayhf.cli import inspect, pathological, text, values
+from arrayhf.cli import info, inspect, pathological, rundir, text, values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   epilog=__doc__.split("\n", 1)[1])
     parser.add_argument("--version", action="version", version=f"arrayhf {arrayhf.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (pathological, text, inspect):
+    for family in (pathological, text, inspect, info):
         family.add_commands(commands)
     for command in commands.choices.values():
         command.add_argument("--threads", type=_threads, default=None,
@@ -63,3 +64,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"arrayhf {args.command}: {error} (ARRAYHF_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 2
+    finally:
+        rundir.release_all()    # a run directory is locked for as long as its command runs

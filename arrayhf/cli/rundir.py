@@ -25,8 +25,8 @@ _held: dict[pathlib.Path, IO[str]] = {}   # the locks this process holds, kept o
 
 
 def lock(run_dir: str | os.PathLike) -> None:
-    """Hold ``run_dir``'s lock until this process ends; ValueError naming the process that holds
-    it when another one does."""
+    """Hold ``run_dir``'s lock until release_all (the end of the command) or the end of this
+    process; ValueError naming the process that holds it when another one does."""
     run_dir = pathlib.Path(run_dir)
     if run_dir.resolve() in _held:
         return
@@ -58,3 +58,10 @@ def clear(run_dir: str | os.PathLike) -> list[str]:
             path.unlink()
             removed.append(path.name)
     return removed
+
+
+def release_all() -> None:
+    """Give back every lock this process holds (at the end of a command)."""
+    for handle in _held.values():
+        handle.close()
+    _held.clear()
