@@ -72,11 +72,13 @@ def _stop_rule(settings: runs.RunSettings, optimizer: HF, run_dir, *,
 
 def train_run(settings: runs.RunSettings, run_dir: str | os.PathLike, *, resume: bool,
               force: bool = False, threshold: float | None = None,
-              train_on: bool = False, overwrite: bool = False) -> int:
+              train_on: bool = False, overwrite: bool = False,
+              verbose: bool = False) -> int:
     """Start (or resume) a pathological run and train it until solved or out of iterations.
     A resumed run may get a new ``threshold`` (saved to its run.json); ``train_on``: a solved
     run trains on to ``settings.iterations``."""
-    opened = runs.open_run(settings, run_dir, resume=resume, force=force, overwrite=overwrite)
+    opened = runs.open_run(settings, run_dir, resume=resume, force=force, overwrite=overwrite,
+                           verbose=verbose)
     if opened is None:
         return 2
     _, dataset, optimizer = opened
@@ -105,14 +107,14 @@ def demo(args: argparse.Namespace) -> int:
     defaults = {"problem": "multiplication", **(DEMO_CPU if on_cpu else {})}
     settings = options.settings_from(args, runs.RunSettings, **defaults)
     return train_run(settings, args.run_dir or "runs/demo", resume=False,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, verbose=args.verbose)
 
 
 def train(args: argparse.Namespace) -> int:
     """HF on a pathological problem, from the command-line settings."""
     settings = options.settings_from(args, runs.RunSettings, T=30)
     return train_run(settings, args.run_dir or f"runs/{settings.problem}-T{settings.T}",
-                     resume=False, overwrite=args.overwrite)
+                     resume=False, overwrite=args.overwrite, verbose=args.verbose)
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -129,9 +131,11 @@ def resume(args: argparse.Namespace) -> int:
         if args.threshold is not None:
             raise ValueError(f"--threshold applies to pathological runs; {args.run_dir} is a "
                              f"text run")
-        return train_text_run(settings, args.run_dir, resume=True, force=args.force)
+        return train_text_run(settings, args.run_dir, resume=True, force=args.force,
+                              verbose=args.verbose)
     return train_run(settings, args.run_dir, resume=True, force=args.force,
-                     threshold=args.threshold, train_on=args.iterations is not None)
+                     threshold=args.threshold, train_on=args.iterations is not None,
+                     verbose=args.verbose)
 
 
 def _add_problem_options(parser, *, for_demo: bool) -> None:
@@ -172,6 +176,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        "when it is lowered)", default="the run's")
     options.add_option(resume_parser, "--save-every", "checkpoint every this many iterations",
                        default="the run's")
+    resume_parser.add_argument("--verbose", action="store_true",
+                               help="print each iteration's full record, as in the results file "
+                                    "(default: a short line)")
     resume_parser.add_argument("--force", action="store_true",
                                help="resume even if run.json differs from the checkpoint's "
                                     "settings (default: refuse)")

@@ -106,6 +106,10 @@ def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
           progress: bool = True) -> tuple[Any, Pathological, HF]:
     """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
     xp = xp_for(settings)
+    if progress:
+        print(f"generating {settings.problem} data: {settings.test_batches}×"
+              f"{settings.batch_size} test sequences of T = {settings.T} (training batches: "
+              f"fresh every iteration)", flush=True)
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
                            n_train_batches=settings.train_batches,
                            n_test_batches=settings.test_batches, seed=settings.seed, xp=xp,
@@ -223,18 +227,20 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 
 @overload
 def open_run(settings: RunSettings, run_dir: str | os.PathLike, *, resume: bool,
-             force: bool = False, overwrite: bool = False
+             force: bool = False, overwrite: bool = False, verbose: bool = False
              ) -> tuple[Any, Pathological, HF] | None: ...
 @overload
 def open_run(settings: TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
-             force: bool = False, overwrite: bool = False) -> tuple[Any, Text, HF] | None: ...
+             force: bool = False, overwrite: bool = False, verbose: bool = False
+             ) -> tuple[Any, Text, HF] | None: ...
 
 
 def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike, *,
-             resume: bool, force: bool = False, overwrite: bool = False
-             ) -> tuple[Any, Any, HF] | None:
+             resume: bool, force: bool = False, overwrite: bool = False,
+             verbose: bool = False) -> tuple[Any, Any, HF] | None:
     """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
-    where one is already (``overwrite``: remove that run's files and start over). The run
+    where one is already (``overwrite``: remove that run's files and start over; ``verbose``: the
+    terminal shows each iteration's full record). The run
     directory is locked to this process. A new run saves its settings to run.json first; a
     resumed one continues from its checkpoint, and one killed before its first checkpoint starts
     again from iteration 0."""
@@ -253,6 +259,7 @@ def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike
                                   if isinstance(settings, TextRunSettings)
                                   else build(settings, run_dir))
     rundir.lock(run_dir)
+    built[2].log.terminal.verbose = verbose
     if resume and has_checkpoint(run_dir):
         built[2].resume(force=force)
     elif resume:

@@ -19,9 +19,10 @@ from arrayhf.data.vocabulary import Vocabulary
 
 
 def train_text_run(settings: runs.TextRunSettings, run_dir: str | os.PathLike, *, resume: bool,
-                   force: bool = False, overwrite: bool = False) -> int:
+                   force: bool = False, overwrite: bool = False, verbose: bool = False) -> int:
     """Start (or resume) a text run; report bits per character after every HF iteration."""
-    opened = runs.open_run(settings, run_dir, resume=resume, force=force, overwrite=overwrite)
+    opened = runs.open_run(settings, run_dir, resume=resume, force=force, overwrite=overwrite,
+                           verbose=verbose)
     if opened is None:
         return 2
     model, dataset, optimizer = opened
@@ -60,7 +61,7 @@ def train_text(args: argparse.Namespace) -> int:
     source = runs.STDLIB if args.stdlib else str(args.file)
     settings = options.settings_from(args, runs.TextRunSettings, source=source)
     return train_text_run(settings, args.run_dir or "runs/text", resume=False,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, verbose=args.verbose)
 
 
 def sample(args: argparse.Namespace) -> int:

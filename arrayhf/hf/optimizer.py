@@ -170,12 +170,16 @@ class HF:
         grad_ids = self._train_ids()
         for batch_id in dict.fromkeys([*grad_ids, self._curvature_id(iteration)]):
             self.batch_objective.batch(batch_id)   # all of this iteration checked before any work
+        self.log.start_cg(iteration)
+        self.log.phase("gradient")
         objective, gradient, gradient_norm = self._evaluate_gradient(params, grad_ids, iteration)
         cg, rho_product = self._solve(params, gradient, iteration)
+        self.log.phase("backtracking")
         chosen, new_objective = self._backtrack(params, cg.iterates, grad_ids)
         chosen_step, direction = cg.iterates[chosen]
         ratio = self._rho_and_damping(gradient, direction, objective, new_objective, rho_product)
         next_damping = ratio.next_damping
+        self.log.phase("line search")
         step_size, accepted_objective = self._line_search(params, direction, objective,
                                                           new_objective, ratio.slope, grad_ids)
         if step_size == 0.0:
@@ -229,7 +233,6 @@ class HF:
             preconditioner = (squared + shift) ** 0.75
 
         warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
-        self.log.start_cg(iteration)
         cg = conjugate_gradient(
             damped_product, -gradient, warm_start, preconditioner=preconditioner,
             max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
@@ -316,6 +319,7 @@ class HF:
             "seconds": None,
         }
         if self.config.test_every and iteration % self.config.test_every == 0:
+            self.log.phase("test")
             record["test_loss"], record["test_error"] = (
                 self.batch_objective.test_loss_and_error(params, self.dataset.test_batches))
         record["seconds"] = time.perf_counter() - started

@@ -5,7 +5,8 @@
 - ``results``: one human-readable line per iteration.
 - ``detailed_results``: the same lines, and between them a row every 10 CG steps: CG step, model
   value φ, ‖x‖, ‖r‖, seconds per CG step.
-- the terminal: one line per iteration, and a live CG counter when stderr is a terminal.
+- the terminal (hf/progress.py): a short line per iteration, and a progress bar with the phase
+  of the iteration under way when stderr is a terminal.
 
 Every line is flushed as it is written, so a killed run loses no finished line; a torn last line
 of metrics.jsonl (a kill in mid-write) is dropped on resume.
@@ -17,8 +18,9 @@ import json
 import math
 import os
 import pathlib
-import sys
 from typing import TYPE_CHECKING, TextIO
+
+from arrayhf.hf.progress import Terminal
 
 if TYPE_CHECKING:
     from arrayhf.hf.cg import CGStep
@@ -56,11 +58,10 @@ class RunLog:
     """Writes the logs of one run (no files when ``run_dir`` is None)."""
 
     def __init__(self, run_dir: str | os.PathLike | None, *, echo: bool = True,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, verbose: bool = False) -> None:
         self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
         self.echo = echo
-        self.stream = stream or sys.stdout
-        self.live = echo and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.terminal = Terminal(stream, verbose=verbose)
         self.cg_iteration = 0
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,9 +76,7 @@ class RunLog:
 
     def _print(self, text: str) -> None:
         if self.echo:
-            if self.live:
-                sys.stderr.write("\r\033[K")
-            print(text, file=self.stream, flush=True)
+            self.terminal.print(text)
 
     def message(self, text: str) -> None:
         """A comment line (# …) in results and detailed_results, and on the terminal."""
@@ -86,29 +85,40 @@ class RunLog:
         self._append("detailed_results", "# " + text)
 
     def start_run(self, iteration: int, max_iterations: int) -> None:
-        """Announce a run's iterations and where its logs go."""
+        """Announce a run's iterations and where its logs go; start the progress bar."""
         where = "" if self.run_dir is None else f", logs in {self.run_dir}"
         self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}")
+        if self.echo:
+            self.terminal.start(iteration, max_iterations)
+
+    def end_run(self) -> None:
+        """The run is over (done, stopped or interrupted): the bar goes."""
+        self.terminal.close()
+
+    def phase(self, text: str) -> None:
+        """The phase of the iteration under way, on the progress bar."""
+        if self.echo:
+            self.terminal.phase(f"iteration {self.cg_iteration}: {text}")
 
     def start_cg(self, iteration: int) -> None:
         """Remember which HF iteration the next CG steps belong to."""
         self.cg_iteration = iteration
 
     def cg_step(self, step: CGStep) -> None:
-        """Every 10th CG step to detailed_results; a live counter on a terminal."""
+        """Every 10th CG step to detailed_results; the step on the progress bar."""
         if step.step % 10 == 0:
             self._append("detailed_results",
                          f"  cg {step.step:4d}  phi {step.model_value:.6g}  |x| {step.x_norm:.4g}"
                          f"  |r| {step.residual_norm:.4g}  {step.seconds:.4f} s/step")
-        if self.live:
-            sys.stderr.write(f"\r\033[Kiter {self.cg_iteration}: CG step {step.step}, "
-                             f"phi {step.model_value:.4g}")
-            sys.stderr.flush()
+        if self.echo and self.terminal.bar is not None:
+            self.terminal.phase(f"iteration {self.cg_iteration}: CG step {step.step}, "
+                                f"φ {step.model_value:.4g}", often=True)
 
     def iteration(self, record: dict) -> None:
         """One HF iteration's record to all three logs and the terminal."""
         line = format_record(record)
-        self._print(line)
+        if self.echo:
+            self.terminal.iteration(record, line)
         self._append("results", line)
         self._append("detailed_results", line)
         self._append("metrics.jsonl", json.dumps(

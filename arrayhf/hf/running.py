@@ -82,10 +82,13 @@ def run(optimizer: HF, max_iterations: int, stop: Callable[[dict], bool] | None,
                 status = 0
             status = _call(callbacks, optimizer, record, status)
     except KeyboardInterrupt:
+        optimizer.log.end_run()
         _log_committed(optimizer)
         optimizer.log.message(f"interrupted: saving iteration {optimizer.iteration}")
         optimizer.save()
         raise
+    finally:
+        optimizer.log.end_run()
     optimizer.save()
     return result(optimizer, status)
 
