@@ -29,11 +29,20 @@ HEADER = (f"{'backend':<17}{'dtype':<9}{'loss':>14}{'|grad|':>12}{'vᵀGv':>14}"
           f"{'vs numpy':>10}{'check':>9}{'ms/grad':>9}{'ms/Gv':>8}")
 
 
+def _dtypes(text: str) -> str:
+    """The --dtypes list, checked while the command line is read (before any output)."""
+    unknown = [dtype for dtype in text.split(",") if dtype not in ("float64", "float32")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"expected float64 and/or float32, got {unknown}")
+    return text
+
+
 def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default=",".join(backend.BACKENDS),
                         help="comma-separated backends to try (default: all)")
-    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--dtypes", type=_dtypes, default="float64,float32",
+                        help="comma-separated float dtypes: float64, float32 (default both)")
     parser.add_argument("--device", default=None, help="device for --device-backend, e.g. cuda")
     parser.add_argument("--device-backend", default="torch")
     parser.add_argument("--batch", type=int, default=200)

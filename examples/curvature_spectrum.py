@@ -15,7 +15,6 @@ import argparse
 import sys
 
 import numpy as np
-import scipy.sparse.linalg
 
 import arrayhf
 from arrayhf import backend
@@ -35,6 +34,12 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default=None)
     parser.add_argument("--top", type=int, default=5)
     args = parser.parse_args(argv)
+    try:
+        import scipy.sparse.linalg
+    except ImportError:
+        print("curvature_spectrum.py needs scipy: pip install \".[analysis]\" (from the "
+              "checkout) or pip install scipy", file=sys.stderr)
+        return 2
     xp = backend.namespace(args.backend)
     if backend.name_of(xp) == "jax":
         import jax

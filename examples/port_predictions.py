@@ -1,6 +1,10 @@
 """Train on one array stack, predict on the others: the portable checkpoint round trip.
 
     python examples/port_predictions.py            # trains on torch (float32), predicts everywhere
+    python examples/port_predictions.py --keep runs/port     # and keeps the run directory
+
+Needs torch (pip install ".[torch]"); the run directory is a temporary one, removed at the end,
+unless --keep names one.
 
 A checkpoint is θ in an .npz file (read with allow_pickle=False: loading never runs code) plus a
 JSON description of the model, so `arrayhf.load(run_dir, backend=...)` rebuilds the model and its
@@ -12,6 +16,7 @@ copy where DLPack allows it).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 
@@ -21,7 +26,25 @@ import arrayhf
 from arrayhf import backend
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", metavar="RUN_DIR",
+                        help="train into this run directory and keep it (default: a temporary "
+                             "one, removed at the end)")
+    args = parser.parse_args(argv)
+    try:
+        backend.namespace("torch")
+    except backend.BackendError as error:
+        print(f"port_predictions.py trains on torch: {error}", file=sys.stderr)
+        return 2
+    if args.keep:
+        return port(args.keep)
+    with tempfile.TemporaryDirectory(prefix="arrayhf-port-") as run_dir:
+        return port(run_dir)
+
+
+def port(run_dir: str) -> int:
+    """Train on torch into run_dir, then load and predict on every installed backend."""
     trainer = backend.namespace("torch")
     rng = np.random.default_rng(0)
     centers = 2.0 * rng.standard_normal((3, 5))
@@ -34,7 +57,6 @@ def main() -> int:
     as_torch = [backend.from_host(a, trainer, dtype="float32") for a in (*train, *test)]
     dataset = arrayhf.ArrayDataset(*as_torch, batch_size=200)
     model = arrayhf.FNN([5, 16, 3], hidden="tanh", output="softmax")
-    run_dir = tempfile.mkdtemp(prefix="arrayhf-port-")
     optimizer = arrayhf.HF(model, dataset, damping=1.0, max_cg_iter=50, run_dir=run_dir,
                            progress=False)
     optimizer.run(max_iterations=5)

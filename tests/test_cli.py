@@ -217,7 +217,12 @@ def test_messages_name_the_path_the_user_gave(tmp_path, capsys):
     assert cli.main(["predict", str(tmp_path / "nope"), "--inputs",
                      str(tmp_path / "empty.npy")]) == 2
     err = capsys.readouterr().err
-    assert "empty.npy: expected a .npy file of numbers" in err and len(err.splitlines()) == 1
+    assert "empty.npy: not a .npy file" in err and len(err.splitlines()) == 1
+    (tmp_path / "text.npy").write_text("1 2 3\n")          # a text file under a .npy name
+    assert cli.main(["predict", str(tmp_path / "nope"), "--inputs",
+                     str(tmp_path / "text.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "text.npy: not a .npy file" in err and "pickle" not in err
     numpy.save(tmp_path / "x.npy", numpy.zeros((3, 2, 2)))
     assert cli.main(["predict", str(tmp_path / "nope"), "--inputs", str(tmp_path / "x.npy")]) == 2
     err = capsys.readouterr().err

@@ -6,6 +6,10 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import re
+import sys
+import tempfile
+
+import pytest
 
 from arrayhf import backend
 
@@ -39,3 +43,22 @@ def test_curvature_spectrum_example_agrees_with_the_dense_matrix(xp, capsys):
     output = capsys.readouterr().out
     differences = [float(x) for x in re.findall(r"^\s+\d+\s+\S+\s+\S+\s+(\S+)$", output, re.M)]
     assert len(differences) == 5 and max(differences) <= 1e-10
+
+
+def test_examples_that_need_an_extra_say_which(monkeypatch, capsys):
+    for name in ("scipy", "scipy.sparse", "scipy.sparse.linalg"):
+        monkeypatch.setitem(sys.modules, name, None)     # as if scipy were not installed
+    assert load_example("curvature_spectrum").main([]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install ".[analysis]"' in err and "Traceback" not in err
+
+
+@pytest.mark.only_backend("numpy")
+def test_port_predictions_cleans_up_after_itself(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert load_example("port_predictions").main([]) == 0
+    assert "shares memory with the torch tensor: True" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"
+    assert load_example("port_predictions").main(["--keep", str(kept)]) == 0
+    assert (kept / "checkpoint.npz").exists()

@@ -55,6 +55,10 @@ def plot(args: argparse.Namespace) -> int:
 
 def _read_inputs(path) -> np.ndarray:
     """The inputs of a .npy file: numbers (integer ids or finite floats), never pickled objects."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path}: not a .npy file (it does not begin as numpy.save's files "
+                             "do); save the inputs with numpy.save")
     try:
         host_inputs = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:   # not .npy, pickled, torn or empty
