@@ -46,7 +46,7 @@ def test_a_rejected_step_says_so_and_the_full_record_stays_in_the_files():
     assert "ρ rejected  θ kept" in line and "-inf" not in line and line.endswith("2.31s")
     line = progress.short_line(record(rho=-math.inf, line_search_step=0.5), 50)
     assert "ρ rejected" in line and "θ kept" not in line
-    assert line.startswith("iter   12/50  train 0.0257781  test 0.0256 (error 1.23%)")
+    assert line.startswith("iter   12/50  train 0.025778  test 0.0256 (error 1.23%)")
     assert "ρ 0.812" in progress.short_line(record(), 50)
     assert "|g|" in format_record(record()) and "|g|" not in progress.short_line(record(), 50)
 

@@ -36,13 +36,17 @@ def short_line(record: dict, total: int | None) -> str:
     rho = record.get("rho")
     rejected = rho is not None and rho == -math.inf     # the CG step raised the loss (D1)
     kept = record.get("line_search_step") == 0.0        # no step lowered it: θ unchanged
+    rho_spec = ".1g" if rho is not None and abs(rho) >= 1000 else ".3g"
+    seconds = record.get("seconds")
     return (f"iter {record['iteration']:4d}" + (f"/{total}" if total else "")
-            + f"  train {number('train_loss', '.6g')}  test {number('test_loss', '.6g')}"
+            + f"  train {number('train_loss', '.5g')}  test {number('test_loss', '.5g')}"
             + (f" (error {100 * error:.2f}%)" if error is not None else "")
             + f"  λ {number('damping', '.3g')}"
-            + ("  ρ rejected" if rejected else f"  ρ {number('rho', '.3g')}")
+            + ("  ρ rejected" if rejected else f"  ρ {number('rho', rho_spec)}")
             + ("  θ kept" if kept else "")
-            + f"  CG {record['cg_steps']}  {number('seconds', '.3g')}s")
+            + f"  CG {record['cg_steps']}  "
+            + number("seconds", ".0f" if seconds is not None and seconds >= 1000 else ".3g")
+            + "s")
 
 
 class Terminal:
