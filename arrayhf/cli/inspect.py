@@ -12,11 +12,16 @@ import numpy as np
 import arrayhf
 from arrayhf import backend, checkpoint, plots
 from arrayhf.cli import runs, values
+from arrayhf.data import problems
+from arrayhf.data.corpus import unigram_entropy_bits
+from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.runlog import RunLog
 
 
 def plot(args: argparse.Namespace) -> int:
-    """curves.png (and hidden_states.png for pathological runs) in the run dir."""
+    """curves.png (and hidden_states.png for pathological runs) in the run dir. The curves come
+    from the logs alone: they are drawn even when no checkpoint loads (status 1, saying why the
+    hidden states were not)."""
     run_dir = pathlib.Path(args.run_dir)
     settings = runs.load_settings(run_dir)
     settings.backend, settings.device = args.backend, None   # pictures are drawn on the host
@@ -25,22 +30,38 @@ def plot(args: argparse.Namespace) -> int:
         print(f"{run_dir}/metrics.jsonl has no iterations yet", file=sys.stderr)
         return 2
     if isinstance(settings, runs.TextRunSettings):
-        plots.plot_curves(records, run_dir / "curves.png",
+        vocabulary = Vocabulary.from_json(settings.vocabulary or [])
+        entropy = unigram_entropy_bits(vocabulary.encode(runs.read_source(settings)))
+        plots.plot_curves(records, run_dir / "curves.png", entropy_bits=entropy,
                           title=f"{settings.model} on {settings.source}, T = {settings.T}")
-        print(f"wrote {run_dir / 'curves.png'} (loss in nats per character)")
+        print(f"wrote {run_dir / 'curves.png'} (bits per character)")
         return 0
     if not 0 <= args.sequence < settings.batch_size:
         raise ValueError(f"expected --sequence in 0..{settings.batch_size - 1} (the test "
                          f"sequences), got {args.sequence}")
-    title = f"{settings.problem}, T = {settings.T}, {settings.hidden} hidden units"
-    plots.plot_curves(records, run_dir / "curves.png", title=title)
+    title = (f"{settings.problem}, T = {settings.T}, {settings.model.upper()} of "
+             f"{settings.hidden} hidden units")
+    plots.plot_curves(records, run_dir / "curves.png", title=title,
+                      threshold=settings.threshold)
+    try:
+        arrays, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
+    except checkpoint.CheckpointError as error:
+        print(f"wrote {run_dir / 'curves.png'} from the logs; hidden_states.png not drawn: "
+              f"{error}", file=sys.stderr)
+        return 1
+    _plot_hidden_states(settings, arrays, meta, args.sequence, run_dir, title)
+    print(f"wrote {run_dir / 'curves.png'} and {run_dir / 'hidden_states.png'}")
+    return 0
+
+
+def _plot_hidden_states(settings, arrays, meta, sequence, run_dir, title) -> None:
+    """hidden_states.png: one test sequence through the checkpoint's model, up to the
+    sequence's last scored step (sequences of most problems vary in length)."""
     model, dataset, _ = runs.build(settings, None, progress=False)
-    arrays, meta, _ = checkpoint.read_latest(run_dir / checkpoint.CHECKPOINT_NAME)
     xp = runs.xp_for(settings)
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype)
     batch = dataset.batch(dataset.test_batches[0])
     cache = model.forward(params, batch.inputs)
-    sequence = args.sequence
     mask = backend.to_numpy(batch.mask)[:, sequence]
     length = int(np.nonzero(mask)[0].max()) + 1 if mask.any() else mask.shape[0]
     inputs, hiddens, predictions, targets = (
@@ -48,9 +69,17 @@ def plot(args: argparse.Namespace) -> int:
         for a in (batch.inputs, cache.hiddens, cache.predictions, batch.targets))
     plots.plot_sequence(inputs, hiddens, predictions, targets, mask[:length],
                         run_dir / "hidden_states.png",
-                        title=f"{title}: test sequence {sequence} at iteration {meta['iteration']}")
-    print(f"wrote {run_dir / 'curves.png'} and {run_dir / 'hidden_states.png'}")
-    return 0
+                        title=f"{title}\ntest sequence {sequence} at iteration "
+                              f"{meta['iteration']}: its {length} steps"
+                              + _lengths(settings.problem, settings.T))
+
+
+def _lengths(problem: str, T: int) -> str:
+    """How long the problem's sequences are at T, for the picture's title."""
+    if problem not in problems.LENGTH_PERCENT:
+        return ""
+    (low, high), _ = problems.layout(problem, T)
+    return f" ({problem} sequences at T = {T} are {low} to {high - 1} steps long)"
 
 
 def _read_inputs(path) -> np.ndarray:
