@@ -10,6 +10,7 @@ from arrayhf import backend
 from arrayhf.models.mrnn import MRNN
 
 import oracle
+import oracle_lstm
 from helpers import host
 
 # (layer sizes, hidden nonlinearities, output, masked)
@@ -151,12 +152,18 @@ MRNN_ID_CONFIGURATIONS = [name for name, (_, kind, _) in MRNN_CONFIGURATIONS.ite
 
 class MRNNProblem:
     """An MRNN with parameters, a batch and two directions on (xp, dtype, device), their host
-    copies, and the oracle. Integer ids stay integers on every backend (``ids_dtype``)."""
+    copies, and the oracle. Integer ids stay integers on every backend (``ids_dtype``). Another
+    model that takes ids or float rows (the LSTM) sets the four class attributes below."""
+
+    configurations = MRNN_CONFIGURATIONS
+    model_class = MRNN
+    oracle_net_output = staticmethod(oracle.mrnn_net_output)
+    oracle_structural = staticmethod(oracle.mrnn_structural_product)
 
     def __init__(self, name, xp, device, dtype="float64", seed=0, one_hot=False,
                  ids_dtype="int64"):
-        arguments, kind, mask_kind = MRNN_CONFIGURATIONS[name]
-        self.model = MRNN(**arguments)
+        arguments, kind, mask_kind = self.configurations[name]
+        self.model = self.model_class(**arguments)
         self.xp, self.device = xp, device
         self.dtype = backend.resolve_dtype(xp, dtype)
         rng = np.random.default_rng(seed)
@@ -222,13 +229,12 @@ class MRNNProblem:
         """(loss, gradient, J v, G v) by torch.func."""
         params, inputs, targets, mask, v = self.tensors()
         config = self.model.config()
-        return oracle.oracle_products(lambda p: oracle.mrnn_net_output(config, p, inputs),
+        return oracle.oracle_products(lambda p: self.oracle_net_output(config, p, inputs),
                                       self.model.output.name, params, v, targets, mask)
 
     def oracle_structural_product(self):
         params, inputs, _, _, v = self.tensors()
-        return oracle.mrnn_structural_product(self.model.config(), params, inputs, v,
-                                              self.output_count)
+        return self.oracle_structural(self.model.config(), params, inputs, v, self.output_count)
 
 
 
@@ -237,10 +243,40 @@ def mrnn_problem(name, xp, device, dtype="float64", seed=0):
     return MRNNProblem(name, xp, device, dtype=dtype, seed=seed)
 
 
+# -- LSTM -----------------------------------------------------------------------------------
+# LSTM(**arguments), inputs and mask as for the MRNN (MRNN_STEPS steps, MRNN_CASES sequences).
+LSTM_CONFIGURATIONS = {
+    "ids-softmax-lengths": (
+        dict(n_inputs=4, n_hidden=3, n_outputs=4, output="softmax"), "ids", "lengths"),
+    "float-linear-random-no-biases": (
+        dict(n_inputs=3, n_hidden=4, n_outputs=2, output="linear", biases=False), "float",
+        "random"),
+    "float-logistic-every-step-kappa": (
+        dict(n_inputs=2, n_hidden=3, n_outputs=2, output="logistic", structural_curvature=0.5),
+        "float", None),
+}
+LSTM_ID_CONFIGURATIONS = [name for name, (_, kind, _) in LSTM_CONFIGURATIONS.items()
+                          if kind == "ids"]
+
+
+class LSTMProblem(MRNNProblem):
+    """An LSTM with parameters, a batch and two directions, and its own oracle (oracle_lstm)."""
+
+    configurations = LSTM_CONFIGURATIONS
+    model_class = arrayhf.LSTM
+    oracle_net_output = staticmethod(oracle_lstm.lstm_net_output)
+    oracle_structural = staticmethod(oracle_lstm.lstm_structural_product)
+
+
+def lstm_problem(name, xp, device, dtype="float64", seed=0):
+    return LSTMProblem(name, xp, device, dtype=dtype, seed=seed)
+
+
 CASES = {
     **{f"fnn/{name}": (fnn_problem, name) for name in FNN_ARCHITECTURES},
     **{f"rnn/{name}": (rnn_problem, name) for name in RNN_CONFIGURATIONS},
     **{f"mrnn/{name}": (mrnn_problem, name) for name in MRNN_CONFIGURATIONS},
+    **{f"lstm/{name}": (lstm_problem, name) for name in LSTM_CONFIGURATIONS},
 }
 
 

@@ -44,6 +44,7 @@ PROVES = {
     "fnn.md": ["models/fnn.py"],
     "rnn.md": ["models/rnn.py"],
     "mrnn.md": ["models/mrnn.py"],
+    "lstm.md": ["models/lstm.py", "models/lstm_torch.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
     "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
@@ -72,9 +73,13 @@ PLACEHOLDERS = {"W_l", "b_l", "W_L", "b_L", "f_l", "n_0", "n_l", "n_f", "n_h", "
 _SPAN = re.compile(r"`([^`]+?)`")
 _PATH = re.compile(r"[\w.-]+(/[\w.-]+)+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DEFINED_TAG = re.compile(r"\\tag\{([A-Z][0-9]+[a-z]?)\}")
+# A tag is one capital letter and a number, like (R4), or one of the two-letter prefixes of the
+# gated models, like (LS4) (LSTM); other parenthesized capitals, like (MS11), are citations.
+_PREFIX = r"(?:LS|[A-Z])"
+_DEFINED_TAG = re.compile(r"\\tag\{(" + _PREFIX + r"[0-9]+[a-z]?)\}")
 # "(R4)", and the ranges "(R1)-(R3)", "(R7)–(R12)"
-_CITED = re.compile(r"\(([A-Z])([0-9]+)([a-z]?)\)(?:\s*[-–]\s*\(([A-Z])([0-9]+)\))?")
+_CITED = re.compile(r"\((" + _PREFIX + r")([0-9]+)([a-z]?)\)(?:\s*[-–]\s*\((" + _PREFIX
+                    + r")([0-9]+)\))?")
 
 
 def code_names(paths) -> set[str]:
@@ -165,7 +170,8 @@ def test_every_quoted_code_name_exists(derivation):
 
 # notation.md's sections on one model name that model's code; the others name any module's
 NOTATION_SECTIONS = {"Recurrent network": ["models/rnn.py"],
-                     "Multiplicative RNN": ["models/mrnn.py"]}
+                     "Multiplicative RNN": ["models/mrnn.py"],
+                     "LSTM": ["models/lstm.py", "models/lstm_torch.py"]}
 
 
 def notation_sections() -> dict[str, str]:
@@ -220,3 +226,4 @@ def test_the_checks_see_a_stale_name_and_an_uncited_tag():
     assert "direct_part" not in code_names(module_paths(["models/rnn.py"]))
     assert cited_tags("(R1)-(R3)", ranges=False) == {"R1", "R3"}
     assert cited_tags("(R1)–(R3)", ranges=True) == {"R1", "R2", "R3"}
+    assert cited_tags("(LS7)-(LS9), (MS11)", ranges=True) == {"LS7", "LS8", "LS9"}
