@@ -119,11 +119,13 @@ def test_bad_requests_get_clear_messages(tmp_path, capsys):
     assert "argument --problem: expected one of addition, " in capsys.readouterr().err
 
 
-def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys):
+@pytest.mark.parametrize("model", models.MODELS)
+def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys, model):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
     run_dir = tmp_path / "text"
-    assert cli.main(["train-text", str(corpus), "--T", "20", "--hidden", "12", "--factors", "12",
+    assert cli.main(["train-text", str(corpus), "--model", model, "--T", "20", "--hidden", "12",
+                     "--factors", "12",
                      "--batch-size", "10", "--train-batches", "2", "--test-batches", "1",
                      "--warmup", "5", "--iterations", "2", "--max-cg", "10",
                      "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0

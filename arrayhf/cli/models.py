@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from arrayhf.models.lstm import LSTM
 from arrayhf.models.mrnn import MRNN
 from arrayhf.models.rnn import RNN
 
 # --model's choices, the first the pathological default (the release's tanh RNN)
-MODELS = ("rnn", "mrnn")
+MODELS = ("rnn", "mrnn", "lstm")
+# the gated models, built with biases always (the LSTM's forget-gate bias starts at 1)
+GATED = {"lstm": LSTM}
 
 
 def check_model(name: str) -> None:
@@ -25,8 +28,11 @@ def check_model(name: str) -> None:
 def pathological_model(name: str, n_inputs: int, n_outputs: int, output: str, *, hidden: int,
                        factors: int | None, biases: bool) -> Any:
     """The net of a pathological run: tanh hidden units as in the release, ``factors`` (default:
-    as many as hidden units) for the MRNN."""
+    as many as hidden units) for the MRNN; ``biases`` applies to the RNN and the MRNN (a gated
+    model always has its biases)."""
     check_model(name)
+    if name in GATED:
+        return GATED[name](n_inputs, hidden, n_outputs, output=output)
     if name == "mrnn":
         return MRNN(n_inputs, hidden, factors or hidden, n_outputs, hidden="tanh",
                     output=output, biases=biases)
@@ -36,6 +42,8 @@ def pathological_model(name: str, n_inputs: int, n_outputs: int, output: str, *,
 def text_model(name: str, vocabulary_size: int, *, hidden: int, factors: int) -> Any:
     """The net of a character-level text run (softmax over the vocabulary)."""
     check_model(name)
+    if name in GATED:
+        return GATED[name](vocabulary_size, hidden, vocabulary_size, output="softmax")
     if name == "mrnn":
         return MRNN(vocabulary_size, hidden, factors, vocabulary_size, output="softmax")
     return RNN(vocabulary_size, hidden, vocabulary_size, output="softmax")

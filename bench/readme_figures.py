@@ -1,0 +1,173 @@
+"""Rerun every run the README quotes and rewrite its transcript, table and figures in place.
+
+    python bench/readme_figures.py                   # every section (about 20 minutes alone)
+    python bench/readme_figures.py demo text         # some sections
+    python bench/readme_figures.py --check           # print, write nothing
+
+Each section of README.md that a run produced sits between two markers,
+``<!-- figures: NAME -->`` and ``<!-- /figures -->``; this script reruns that section's commands
+in a temporary directory (so the paths print as the README shows them), and replaces what is
+between the markers. Run it alone on the machine (its wall times go into the README), and commit
+the README it writes. tests/test_readme.py checks the first iterations of the demo transcript
+against a fresh run in every test session, so the README cannot drift from the code unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MARKER = re.compile(r"(<!-- figures: (\w+) -->\n)(.*?)(<!-- /figures -->)", re.S)
+# The results table: (problem, T, sequences per batch); the first row is the demo's run.
+RESULTS = [("multiplication", 20, 300), ("addition", 20, 300), ("xor", 20, 100), ("xor", 50, 100),
+           ("temporal_order", 20, 100), ("temporal_order", 50, 100),
+           ("temporal_order_3bit", 20, 100), ("random_permutation", 20, 100),
+           ("memorization", 20, 100), ("memorization_20bit", 30, 100), ("memorization", 60, 100),
+           ("temporal_order", 100, 100)]
+TIME_LIMIT = 420     # seconds a results row may run (the README says so)
+
+
+def arrayhf(*args: str, cwd: pathlib.Path, timeout: float | None = None) -> tuple[str, float]:
+    """Run ``python -m arrayhf ARGS`` in ``cwd``; (its stdout, wall seconds)."""
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "arrayhf", *args], cwd=cwd, text=True,
+                              capture_output=True, timeout=timeout)
+        out = done.stdout
+    except subprocess.TimeoutExpired as expired:
+        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout or ""
+    return out, time.perf_counter() - started
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def demo(work: pathlib.Path) -> str:
+    """The transcript of `arrayhf demo`: its first four and last three iterations."""
+    out, _ = arrayhf("demo", cwd=work)
+    lines = out.rstrip("\n").splitlines()
+    iterations = [i for i, line in enumerate(lines) if line.startswith("iter ")]
+    shown = lines[:iterations[3] + 1] + ["..."] + lines[iterations[-3]:]
+    return ("```\n$ arrayhf demo\n" + "\n".join(shown) + "\n```\n"
+            f"(`python bench/readme_figures.py demo`, {today()}, numpy float64 on the 2-core CPU "
+            "of the development machine.)\n")
+
+
+def _result_row(problem: str, T: int, batch: int, work: pathlib.Path) -> str:
+    run_dir = f"runs/{problem}-{T}"
+    _, seconds = arrayhf("train", "--problem", problem, "--T", str(T), "--batch-size", str(batch),
+                         "--threshold", "0.01", "--iterations", "150", "--run-dir", run_dir,
+                         cwd=work, timeout=TIME_LIMIT)
+    records = [json.loads(line) for line in
+               (work / run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = records[-1]
+    error = 100 * last["test_error"]
+    name = f"{problem} (`arrayhf demo`)" if (problem, T, batch) == RESULTS[0] else problem
+    result = (f"solved, {error:.2f}% wrong" if error < 1 else
+              f"**not solved**: {error:.0f}% wrong at {last['iteration']} iterations"
+              + (f", {TIME_LIMIT} s" if seconds >= TIME_LIMIT else ""))
+    return (f"| {name} | {T} | {batch} | {result} | {last['iteration']} | "
+            f"{last['cg_total']:,} | {seconds:.0f} s |")
+
+
+def results(work: pathlib.Path) -> str:
+    """The pathological results table, one `arrayhf train` run per row."""
+    rows = [_result_row(problem, T, batch, work) for problem, T, batch in RESULTS]
+    return (f"Measured alone on the 2-core CPU of the development machine on {today()} "
+            f"(`python bench/readme_figures.py results`: each row is `arrayhf train --problem P "
+            f"--T T --batch-size B --threshold 0.01 --iterations 150`, stopped after "
+            f"{TIME_LIMIT} s).\n\n"
+            "| problem | T | sequences per batch | result | HF iterations | CG steps | "
+            "wall time |\n|---|---:|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
+
+
+def text(work: pathlib.Path) -> str:
+    """`python examples/text.py`, then a sample from it on numpy and on torch."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "text.py")], cwd=work,
+                          text=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    summary = re.search(r"held-out bits per character: ([\d.]+) after iteration 1 -> ([\d.]+) "
+                        r"after iteration (\d+) \(unigram entropy ([\d.]+)\)", done.stdout)
+    symbols = re.search(r"; (\d+) symbols;", done.stdout)
+    samples = []
+    for name in ("numpy", "torch"):
+        out, _ = arrayhf("sample", "runs/text-example", "--prime", "def ", "--temperature",
+                         "0.7", "--length", "300", "--backend", name, cwd=work)
+        samples.append(out.split("\n", 1)[1].rstrip("\n"))
+    same = ("identically on `--backend numpy` and `--backend torch`, same seed"
+            if samples[0] == samples[1] else "on `--backend numpy`; torch's differs")
+    first, last, iterations, entropy = summary.groups()
+    return (f"`python examples/text.py` on the 2-core CPU (numpy, float64, {today()}, "
+            f"`python bench/readme_figures.py text`): an MRNN with 100 hidden units and 100 "
+            f"factors, {symbols.group(1)} symbols, the first 300,000 characters of the standard "
+            f"library's sources, 5 × 100 substrings of 51 characters a batch. Held-out bits per "
+            f"character fall from {first} after the first HF iteration to {last} after "
+            f"iteration {iterations} ({seconds / 60:.1f} minutes), against a unigram entropy of "
+            f"{entropy}; `arrayhf sample runs/text-example --prime \"def \" --temperature 0.7` "
+            f"then writes ({same}):\n\n```\n{samples[0]}\n```\n")
+
+
+def autoencoder(work: pathlib.Path) -> str:
+    """`python examples/autoencoder.py --small`."""
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "autoencoder.py"), "--small"],
+                          cwd=work, text=True, capture_output=True)
+    final = re.search(r"test squared error per case: ([\d.]+) at the start -> ([\d.]+) after "
+                      r"(\d+) HF iterations \((\d+) CG steps\)", done.stdout)
+    baselines = re.search(r"the mean image ([\d.]+), PCA with 6 components ([\d.]+)",
+                          done.stdout)
+    seconds = re.findall(r"\(\s*([\d.]+)s\)", done.stdout)[-1]
+    start, end, iterations, cg = final.groups()
+    return (f"`--small` on a 2-core CPU (numpy, float32, {today()}, `python "
+            f"bench/readme_figures.py autoencoder`): the 784-256-64-6-64-256-784 net goes from "
+            f"{start} squared error per test case at its sparse random start to {end} after "
+            f"{iterations} HF iterations ({cg} CG steps, {float(seconds):.0f} s); the baselines it "
+            f"prints: the mean image ({baselines.group(1)}) and PCA with 6 components "
+            f"({baselines.group(2)}).\n")
+
+
+SECTIONS = {"demo": demo, "results": results, "text": text, "autoencoder": autoencoder}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sections", nargs="*",
+                        help=f"which to rerun (default all: {', '.join(SECTIONS)})")
+    parser.add_argument("--check", action="store_true", help="print the sections, write nothing")
+    args = parser.parse_args(argv)
+    wanted = args.sections or list(SECTIONS)
+    unknown = [name for name in wanted if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections {unknown}: expected some of {', '.join(SECTIONS)}")
+    readme = README.read_text()
+    present = {match.group(2) for match in MARKER.finditer(readme)}
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        print(f"README.md has no markers for {missing}", file=sys.stderr)
+        return 2
+    made = {}
+    for name in wanted:
+        with tempfile.TemporaryDirectory(prefix=f"readme-{name}-") as work:
+            print(f"rerunning {name} ...", flush=True)
+            made[name] = SECTIONS[name](pathlib.Path(work))
+            print(made[name])
+    if not args.check:
+        readme = MARKER.sub(lambda m: m.group(1) + made.get(m.group(2), m.group(3)) + m.group(4),
+                            readme)
+        README.write_text(readme)
+        print(f"rewrote {', '.join(made)} in {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
