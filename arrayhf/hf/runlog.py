@@ -8,7 +8,8 @@
 - the terminal: one line per iteration, and a live CG counter when stderr is a terminal.
 
 Every line is flushed as it is written, so a killed run loses no finished line; a torn last line
-of metrics.jsonl (a kill in mid-write) is dropped on resume.
+of metrics.jsonl (a kill in mid-write) is dropped on resume. On several processes rank 0 alone
+writes (``writes=False`` elsewhere: the others read the records on resume, and write nothing).
 """
 
 from __future__ import annotations
@@ -49,24 +50,25 @@ def format_record(record: dict) -> str:
             f" = {number('rho_numerator', '.3g')}/{number('rho_denominator', '.3g')}"
             f"  CG {record['cg_steps']} ({record['cg_stop']}, total {record['cg_total']})"
             f"  chose {record['chosen_iterate']}  step {number('line_search_step', '.3g')}"
-            f"  {number('seconds', '.2f')}s")
+            f"  {number('seconds', '.2f')}s"
+            + (f" on {record['processes']} processes" if record.get("processes", 1) > 1 else ""))
 
 
 class RunLog:
     """Writes the logs of one run (no files when ``run_dir`` is None)."""
 
     def __init__(self, run_dir: str | os.PathLike | None, *, echo: bool = True,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, writes: bool = True) -> None:
         self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
-        self.echo = echo
+        self.echo, self.writes = echo, writes
         self.stream = stream or sys.stdout
         self.live = echo and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
         self.cg_iteration = 0
-        if self.run_dir is not None:
+        if self.run_dir is not None and writes:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def _append(self, name: str, line: str) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.writes:
             return
         with open(self.run_dir / name, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
@@ -85,10 +87,11 @@ class RunLog:
         self._append("results", "# " + text)
         self._append("detailed_results", "# " + text)
 
-    def start_run(self, iteration: int, max_iterations: int) -> None:
-        """Announce a run's iterations and where its logs go."""
+    def start_run(self, iteration: int, max_iterations: int, processes: int = 1) -> None:
+        """Announce a run's iterations, where its logs go, and its processes when several."""
         where = "" if self.run_dir is None else f", logs in {self.run_dir}"
-        self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}")
+        shared = f", on {processes} processes" if processes > 1 else ""
+        self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}{shared}")
 
     def start_cg(self, iteration: int) -> None:
         """Remember which HF iteration the next CG steps belong to."""
@@ -130,7 +133,7 @@ class RunLog:
     def resume(self, iteration: int) -> list[dict]:
         """Keep the records up to ``iteration`` (later ones are recomputed) and return them."""
         records = [r for r in self.read_metrics() if r["iteration"] <= iteration]
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.writes:
             path = self.run_dir / "metrics.jsonl"
             temporary = path.with_name(".metrics.jsonl.tmp")
             temporary.write_text("".join(json.dumps({k: _finite_or_text(v) for k, v in r.items()})
