@@ -9,16 +9,20 @@
     arrayhf predict RUN_DIR --inputs X.npy      a checkpoint's predictions, on any backend
     arrayhf resume RUN_DIR       continue a run from its last checkpoint
     arrayhf plot RUN_DIR         training curves and one test sequence's hidden states, as PNGs
+
+    torchrun --nproc-per-node 2 -m arrayhf train ...     one run shared by 2 processes (also
+                                 train-text, resume: with any number of processes)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
-from arrayhf import backend, threads
+from arrayhf import backend, distributed, threads
 from arrayhf.cli import inspect, pathological, text
 
 
@@ -46,15 +50,26 @@ def _threads(value: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message)."""
+    """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message; a
+    run whose processes failed: 1). Under ``torchrun`` only rank 0 prints to stdout; every
+    process reports its errors on stderr."""
     args = build_parser().parse_args(argv)
     try:
-        if args.threads is not None:
-            threads.configure(args.threads)
-        return args.run(args)
+        with contextlib.ExitStack() as stack:
+            if distributed.launched_world_size() > 1 and os.environ.get("RANK", "0") != "0":
+                stack.enter_context(contextlib.redirect_stdout(
+                    stack.enter_context(open(os.devnull, "w"))))
+            if args.threads is not None:
+                threads.configure(args.threads)
+            return args.run(args)
+    except distributed.DistributedError as error:
+        print(f"arrayhf {args.command}: {error}", file=sys.stderr)
+        return 1
     except (backend.BackendError, ValueError, TypeError, KeyError, OSError, RuntimeError) as error:
         if os.environ.get("ARRAYHF_DEBUG"):
             raise
         print(f"arrayhf {args.command}: {error} (ARRAYHF_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()

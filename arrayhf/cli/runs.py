@@ -1,7 +1,9 @@
 """Runs as the command line makes them: a settings record (pathological or text), saved as
 ``run_dir/run.json``, from which the model, the data and the HF optimizer are built again (for
 ``arrayhf resume``, ``plot`` and ``sample``); the options of the training commands that fill it;
-and opening a run directory, new or resumed, and running it until done or interrupted.
+and opening a run directory, new or resumed, and running it until done or interrupted. Under
+``torchrun`` a run is shared by its processes (arrayhf/distributed.py): each builds the same
+model and data, rank 0 alone writes run.json, the logs and the checkpoints.
 
 Host-side code. The defaults are the 2011 release's demo (``opt.r.demo``): 100 tanh units
 without biases, the release's initialization, damping [λ, λμ] = [1, 0.03] × 0.01 × outputs
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 import arrayhf
-from arrayhf import backend, checkpoint
+from arrayhf import backend, checkpoint, distributed
 from arrayhf.data.corpus import python_stdlib_corpus
 from arrayhf.data.pathological import Pathological
 from arrayhf.data.text import Text
@@ -95,14 +97,24 @@ def xp_for(settings: RunSettings | TextRunSettings) -> Any:
     return xp
 
 
+def communicator_for(settings: RunSettings | TextRunSettings) -> distributed.Communicator:
+    """The processes of this run: those ``torchrun`` started (NCCL beside gloo on a CUDA
+    device), or this one alone."""
+    device = settings.device or os.environ.get("ARRAYHF_DEVICE") or ""
+    cuda = settings.backend == "cupy" or device.startswith(("cuda", "gpu"))
+    return distributed.from_environment(cuda=cuda)
+
+
 def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
-          progress: bool = True) -> tuple[arrayhf.RNN, Pathological, HF]:
-    """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
+          progress: bool = True, communicator: distributed.Communicator | None = None
+          ) -> tuple[arrayhf.RNN, Pathological, HF]:
+    """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ and
+    runs on ``communicator``'s processes (default this one)."""
     xp = xp_for(settings)
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
                            n_train_batches=settings.train_batches,
                            n_test_batches=settings.test_batches, seed=settings.seed, xp=xp,
-                           dtype=settings.dtype, device=settings.device)
+                           dtype=settings.dtype, device=distributed.local_device(settings.device))
     model = arrayhf.RNN(dataset.n_inputs, settings.hidden, dataset.n_outputs, hidden="tanh",
                         output=dataset.output, biases=settings.biases)
     damping = settings.damping if settings.damping is not None else 0.01 * dataset.n_outputs
@@ -111,7 +123,7 @@ def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
                    curvature_batches=(dataset.train_batches[0],),
                    rho_model=settings.rho_model, line_search=settings.line_search,
-                   run_info=settings.run_info())
+                   run_info=settings.run_info(), communicator=communicator)
     return model, dataset, optimizer
 
 
@@ -190,15 +202,17 @@ def text_model(settings: TextRunSettings, vocabulary_size: int) -> MRNN | arrayh
 
 
 def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[MRNN | arrayhf.RNN, Text, HF]:
-    """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
+               progress: bool = True, communicator: distributed.Communicator | None = None
+               ) -> tuple[MRNN | arrayhf.RNN, Text, HF]:
+    """(model, dataset, optimizer) of a text run, on ``communicator``'s processes; fills in
+    ``settings.vocabulary``."""
     xp = xp_for(settings)
     vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
                   else None)
     dataset = Text(read_source(settings), T=settings.T, batch_size=settings.batch_size,
                    n_train_batches=settings.train_batches, n_test_batches=settings.test_batches,
                    warmup=settings.warmup, seed=settings.seed, xp=xp, dtype=settings.dtype,
-                   device=settings.device, vocabulary=vocabulary,
+                   device=distributed.local_device(settings.device), vocabulary=vocabulary,
                    max_vocabulary=settings.max_vocabulary,
                    one_hot_inputs=settings.model == "rnn")
     settings.vocabulary = dataset.vocabulary.to_json()
@@ -206,7 +220,7 @@ def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = No
     optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
                    save_every=settings.save_every, progress=progress, damping=settings.damping,
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
-                   run_info=settings.run_info())
+                   run_info=settings.run_info(), communicator=communicator)
     return model, dataset, optimizer
 
 
@@ -275,23 +289,25 @@ def open_run(settings: TextRunSettings, run_dir: str | os.PathLike, *, resume: b
 def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike, *,
              resume: bool, force: bool = False) -> tuple[Any, Any, HF] | None:
     """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
-    where one is already. A new run saves its settings to run.json first; a resumed one continues
-    from its checkpoint, and one killed before its first checkpoint starts again from iteration
-    0."""
+    where one is already. A new run saves its settings to run.json first (rank 0); a resumed one
+    continues from its checkpoint, on any number of processes, and one killed before its first
+    checkpoint starts again from iteration 0. (Every process looks for a checkpoint here: none can
+    be written before all have looked, since building the optimizer waits for every process.)"""
     run_dir = pathlib.Path(run_dir)
     if not resume and has_checkpoint(run_dir):
         print(f"{run_dir} already holds a run: continue it with 'arrayhf resume {run_dir}', or "
               f"choose another --run-dir", file=sys.stderr)
         return None
-    built: tuple[Any, Any, HF] = (build_text(settings, run_dir)
+    communicator = communicator_for(settings)
+    built: tuple[Any, Any, HF] = (build_text(settings, run_dir, communicator=communicator)
                                   if isinstance(settings, TextRunSettings)
-                                  else build(settings, run_dir))
+                                  else build(settings, run_dir, communicator=communicator))
     if resume and has_checkpoint(run_dir):
         built[2].resume(force=force)
     elif resume:
         print(f"{run_dir} has no checkpoint yet (stopped before its first save): starting it "
               f"from iteration 0", file=sys.stderr)
-    else:
+    elif communicator.rank == 0:
         settings.save(run_dir)
     return built
 
