@@ -19,6 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import arrayhf  # noqa: E402
 from arrayhf import backend, distributed  # noqa: E402
 from arrayhf.cli import runs  # noqa: E402
+from arrayhf.data.text import Text  # noqa: E402
 from arrayhf.hf.optimizer import HF  # noqa: E402
 
 from datasets import blobs  # noqa: E402
@@ -26,7 +27,7 @@ from datasets import blobs  # noqa: E402
 # the RNN on xor at T = 20 of the issue's measured floor, as the command line builds it
 XOR = dict(problem="xor", T=20, hidden=20, batch_size=100, train_batches=2, test_batches=1,
            max_cg=100)
-FNN_ITERATIONS, XOR_ITERATIONS = 5, 3
+FNN_ITERATIONS, XOR_ITERATIONS, TEXT_ITERATIONS = 5, 3, 2
 
 
 def fnn_optimizer(backend_name, communicator):
@@ -40,6 +41,16 @@ def fnn_optimizer(backend_name, communicator):
 def xor_optimizer(backend_name, communicator):
     settings = runs.RunSettings(**XOR, backend=backend_name)
     return runs.build(settings, None, progress=False, communicator=communicator)[2]
+
+
+def text_optimizer(backend_name, communicator):
+    """A character-level MRNN (integer ids as inputs, warm-up steps masked), as train-text."""
+    xp = backend.namespace(backend_name)
+    data = Text("the cat sat on the mat. " * 40, T=12, batch_size=10, n_train_batches=2,
+                n_test_batches=1, warmup=3, xp=xp)
+    model = arrayhf.MRNN(data.n_inputs, 8, 8, data.n_outputs, output="softmax")
+    return HF(model, data, seed=0, damping=1.0, structural_damping_mu=0.1, max_cg_iter=20,
+              progress=False, communicator=communicator)
 
 
 def products(optimizer) -> dict:
@@ -62,13 +73,14 @@ def trajectory(optimizer, iterations) -> list[dict]:
     return [optimizer.step() for _ in range(iterations)]
 
 
-MODELS = {"fnn": (fnn_optimizer, FNN_ITERATIONS), "xor": (xor_optimizer, XOR_ITERATIONS)}
+MODELS = {"fnn": (fnn_optimizer, FNN_ITERATIONS), "xor": (xor_optimizer, XOR_ITERATIONS),
+          "text": (text_optimizer, TEXT_ITERATIONS)}
 
 
-def numerics(communicator, backends=("numpy", "torch"), models=("fnn", "xor"),
+def numerics(communicator, backends=("numpy", "torch"), models=("fnn", "xor", "text"),
              iterations=None) -> tuple[dict, dict]:
     """(arrays, records): products at θ₀ and trajectories (``iterations`` HF iterations, default
-    each model's), of the FNN and of the RNN on xor, on each backend."""
+    each model's), of the FNN, the RNN on xor and the MRNN on a text, on each backend."""
     arrays, records = {}, {}
     for name in backends:
         for model in models:

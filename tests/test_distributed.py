@@ -136,8 +136,8 @@ def numerics(tmp_path_factory):
 @pytest.mark.parametrize("name", ["numpy", "torch"])
 def test_first_loss_gradient_and_product_equal_one_process(numerics, name):
     (shared, _), (alone, _) = numerics
-    keys = [f"{name}-fnn-{k}" for k in ("f", "g", "Gv")] + [f"{name}-xor-{k}" for k in
-                                                          ("f", "g", "Gv", "GSv")]
+    keys = [f"{name}-fnn-{k}" for k in ("f", "g", "Gv")] + [
+        f"{name}-{model}-{k}" for model in ("xor", "text") for k in ("f", "g", "Gv", "GSv")]
     compare_products(shared, alone, keys)
 
 
@@ -155,7 +155,7 @@ def test_iterates_differ_from_one_process_only_as_summation_order_does(numerics)
     differ from one by at most 10 × that floor (measured: 0.2 to 1.1 ×), on both backends, in the
     train loss and ‖θ‖; the first iteration takes as many CG steps."""
     (_, shared), (_, alone) = numerics
-    for model in ("fnn", "xor"):
+    for model in ("fnn", "xor", "text"):
         reference, other = alone[f"numpy-{model}"], alone[f"torch-{model}"]
         assert reference[0]["cg_steps"] == shared[f"numpy-{model}"][0]["cg_steps"]
         assert reference[0]["cg_steps"] == shared[f"torch-{model}"][0]["cg_steps"]
