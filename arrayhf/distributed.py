@@ -173,7 +173,9 @@ def _from_tensor(tensor: Any, array: Any, shared: bool) -> Any:
     torch = _torch()
     if shared:
         if array_api_compat.is_cupy_array(array):
-            torch.cuda.current_stream().synchronize()   # NCCL wrote on torch's stream
+            # the same memory as a CuPy array: the DLPack exchange makes CuPy's stream wait for
+            # torch's, on which NCCL wrote the sum
+            return array_api_compat.array_namespace(array).from_dlpack(tensor)
         return array
     if isinstance(array, torch.Tensor):
         return tensor
