@@ -366,3 +366,12 @@ def test_torchrun_processes_take_an_equal_fixed_share_of_the_cores(monkeypatch):
     assert threads.adapt() == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert threads.adapt() == 16
+
+
+@pytest.mark.only_backend("numpy")
+def test_import_arrayhf_imports_no_torch():
+    """torch is imported when a process group starts, not by ``import arrayhf``."""
+    probe = "import sys, arrayhf; assert 'torch' not in sys.modules, sorted(sys.modules)"
+    finished = subprocess.run([sys.executable, "-c", probe], env=environment(),
+                              capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr[-2000:]
