@@ -117,7 +117,7 @@ def compare_fnn_trajectory(shared, alone):
     """The FNN's HF iterations (5; 1 on JAX): losses, λ and ρ to 1e-8, the same CG steps."""
     assert len(shared) == len(alone) > 0
     for mine, one in zip(shared, alone):
-        for key in ("train_loss", "test_loss", "damping", "rho"):
+        for key in ("train_loss", "test_loss", "test_error", "damping", "rho"):
             assert abs(mine[key] - one[key]) <= 1e-8 * abs(one[key]), (key, mine, one)
         assert mine["cg_steps"] == one["cg_steps"]
         assert mine["processes"] == 2 and one["processes"] == 1
@@ -157,8 +157,10 @@ def test_iterates_differ_from_one_process_only_as_summation_order_does(numerics)
     (_, shared), (_, alone) = numerics
     for model in ("fnn", "xor", "text"):
         reference, other = alone[f"numpy-{model}"], alone[f"torch-{model}"]
-        assert reference[0]["cg_steps"] == shared[f"numpy-{model}"][0]["cg_steps"]
-        assert reference[0]["cg_steps"] == shared[f"torch-{model}"][0]["cg_steps"]
+        for name in ("numpy", "torch"):   # and the test error, weighted by each shard's count
+            first = shared[f"{name}-{model}"][0]
+            assert first["cg_steps"] == alone[f"{name}-{model}"][0]["cg_steps"]
+            assert abs(first["test_error"] - alone[f"{name}-{model}"][0]["test_error"]) <= 1e-12
         for key in ("train_loss", "theta_norm"):
             floor = 1e-15
             for t, (one, two) in enumerate(zip(reference, other)):
@@ -352,6 +354,44 @@ def test_a_shard_without_cases_or_outputs_and_other_data_are_refused(xp, device)
         ShardedDataset(Sequences(xp, device, mask=mask), Mirror(1, 2)).batch(0)
     with pytest.raises(ValueError, match="hold other batches than rank 0"):
         ShardedDataset(Sequences(xp, device), Mirror(1, 2, rank0=lambda array: array + 1.0))
+
+
+def test_a_refusal_or_another_iterate_elsewhere_stops_every_process():
+    """raise_together: a process whose check passed raises too when another's failed, and one
+    whose check failed raises its own error; check_agree: values that are not rank 0's (by one
+    rounding) stop every process."""
+    def refuse():
+        raise ValueError("mine")
+
+    with pytest.raises(distributed.DistributedError, match="1 other process"):
+        distributed.raise_together(_Refused(), lambda: 3)
+    with pytest.raises(ValueError, match="mine"):
+        distributed.raise_together(_Refused(), refuse)
+    assert distributed.raise_together(_Agreeing(), lambda: 3) == 3
+    distributed.check_agree(Mirror(1, 2), [1.0, 2.0], "iterate 1")
+    with pytest.raises(distributed.DistributedError, match="computed another iterate 4 than"):
+        distributed.check_agree(Mirror(1, 2, rank0=lambda array: np.nextafter(array, 3.0)),
+                                [1.0, 2.0], "iterate 4")
+
+
+class _Refused(Mirror):
+    """Rank 1 of 2, whose partner refused: every sum of a flag counts one more."""
+
+    def __init__(self):
+        super().__init__(1, 2)
+
+    def sum_floats(self, *values):
+        return tuple(value + 1.0 for value in values)
+
+
+class _Agreeing(Mirror):
+    """Rank 1 of 2, whose partner passed: sums are this process's values."""
+
+    def __init__(self):
+        super().__init__(1, 2)
+
+    def sum_floats(self, *values):
+        return values
 
 
 def test_torchrun_processes_take_an_equal_fixed_share_of_the_cores(monkeypatch):
