@@ -1,15 +1,18 @@
 """arrayhf: Hessian-free optimization with hand-derived Gauss-Newton products on any array backend.
 
 The public API: the models (FNN, RNN, MRNN, LSTM) and their matching losses, the Batch container and
-the data sets (ArrayDataset, Pathological, Text), the HF optimizer, the protocols HF relies on
-(HFModel, HFDataset), load() (a model and θ from a checkpoint), and the backend layer.
+the data sets (ArrayDataset, Pathological, Text, and ShardedDataset, one process's rows of any of
+them), the HF optimizer, the protocols HF relies on (HFModel, HFDataset), load() (a model and θ
+from a checkpoint), the backend layer, and the communicator of runs on several processes
+(``arrayhf.distributed``).
 """
 
-from arrayhf import backend, curvature, losses, nonlinearities
+from arrayhf import backend, curvature, distributed, losses, nonlinearities
 from arrayhf.checkpoint import load_model as load
 from arrayhf.data.arrays import ArrayDataset
 from arrayhf.data.batch import Batch
 from arrayhf.data.pathological import Pathological
+from arrayhf.data.sharded import ShardedDataset
 from arrayhf.data.text import Text
 from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
@@ -37,11 +40,13 @@ __all__ = [
     "Pathological",
     "RNN",
     "SoftmaxCrossEntropy",
+    "ShardedDataset",
     "SquaredError",
     "Text",
     "Vocabulary",
     "backend",
     "curvature",
+    "distributed",
     "load",
     "losses",
     "nonlinearities",

@@ -16,6 +16,11 @@ The setting, from ``ARRAYHF_THREADS`` or ``arrayhf train --threads`` (or :func:`
   runnable kernel or shell thread now and then, and a busy one an idle moment) and use
   ``cores − others`` threads, at least
   one: every core when the machine is idle, a fair share when it is not;
+* ``auto`` under ``torchrun`` with several processes on this machine (``$LOCAL_WORLD_SIZE``
+  > 1): a fixed equal share, ``cores // processes`` threads each, at least one (1 thread each for
+  2 processes on 2 cores), never adapted to the load: the processes compute each other's load,
+  and every process must run the same thread count so that their sums, hence their decisions,
+  are the same (arrayhf/distributed.py);
 * a positive integer N: always N threads;
 * ``off``: leave the backends' thread pools as they are (for a caller who sets them itself).
 
@@ -74,6 +79,14 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_processes() -> int:
+    """How many processes of this run ``torchrun`` started on this machine (1 without it)."""
+    try:
+        return max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
 def other_runnable() -> int | None:
     """Runnable threads of other processes right now (Linux), or None where it cannot be known:
     the running count of /proc/loadavg less this process's threads in state R."""
@@ -95,6 +108,8 @@ def adapt() -> int | None:
     choice = setting()
     if choice == "off":
         return None
+    if choice == "auto" and local_processes() > 1:
+        choice = max(cores() // local_processes(), 1)   # a fixed share, the same on every process
     if choice == "auto":
         now = time.monotonic()
         if now - _checked_at < RECHECK_SECONDS and _current is not None:

@@ -48,7 +48,7 @@ PROVES = {
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
     "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
-                          "hf/state.py", "hf/objective.py"],
+                          "hf/state.py", "hf/objective.py", "data/sharded.py", "distributed.py"],
 }
 
 # Names of other code that the derivations quote on purpose, to compare arrayhf with it.

@@ -10,17 +10,21 @@
     arrayhf resume RUN_DIR       continue a run from its last checkpoint
     arrayhf plot RUN_DIR         training curves and one test sequence's hidden states, as PNGs
     arrayhf info RUN_DIR         settings, progress, scores, checkpoints and lock of a run
+
+    torchrun --nproc-per-node 2 -m arrayhf train ...     one run shared by 2 processes (also
+                                 train-text, resume: with any number of processes)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 import arrayhf
-from arrayhf import backend, threads
+from arrayhf import backend, distributed, threads
 from arrayhf.cli import info, inspect, pathological, rundir, text, values
 
 
@@ -49,15 +53,24 @@ def _threads(value: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message)."""
+    """Run one ``arrayhf`` command; returns its exit status (bad requests: 2, with a message; a
+    run whose processes failed: 1). Under ``torchrun`` only rank 0 prints to stdout; every
+    process reports its errors on stderr."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:    # --help, --version (0) or a refused value (2, one line)
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
-        if args.threads is not None:
-            threads.configure(args.threads)
-        return args.run(args)
+        with contextlib.ExitStack() as stack:
+            if distributed.launched_world_size() > 1 and os.environ.get("RANK", "0") != "0":
+                stack.enter_context(contextlib.redirect_stdout(
+                    stack.enter_context(open(os.devnull, "w"))))
+            if args.threads is not None:
+                threads.configure(args.threads)
+            return args.run(args)
+    except distributed.DistributedError as error:
+        print(f"arrayhf {args.command}: {error}", file=sys.stderr)
+        return 1
     except (backend.BackendError, ValueError, TypeError, KeyError, OSError, RuntimeError) as error:
         if os.environ.get("ARRAYHF_DEBUG"):
             raise
@@ -66,3 +79,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         rundir.release_all()    # a run directory is locked for as long as its command runs
+        distributed.shutdown()

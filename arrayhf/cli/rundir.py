@@ -55,7 +55,7 @@ def clear(run_dir: str | os.PathLike) -> list[str]:
     damaged = run_dir.glob("checkpoint.damaged-*.npz")
     for path in [*(run_dir / name for name in RUN_FILES), *damaged]:
         if path.exists():
-            path.unlink()
+            path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
 

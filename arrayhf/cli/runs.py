@@ -1,7 +1,9 @@
 """Runs as the command line makes them: a settings record (pathological or text), saved as
 ``run_dir/run.json``, from which the model, the data and the HF optimizer are built again (for
 ``arrayhf resume``, ``plot`` and ``sample``); the options of the training commands that fill it;
-and opening a run directory, new or resumed, and running it until done or interrupted.
+and opening a run directory, new or resumed, and running it until done or interrupted. Under
+``torchrun`` a run is shared by its processes (arrayhf/distributed.py): each builds the same
+model and data, rank 0 alone writes run.json, the logs and the checkpoints.
 
 Host-side code. The defaults are the 2011 release's demo (``opt.r.demo``): 100 tanh units
 without biases, the release's initialization, damping [λ, λμ] = [1, 0.03] × 0.01 × outputs
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from arrayhf import backend, checkpoint
+from arrayhf import backend, checkpoint, distributed
 from arrayhf.cli import models, rundir
 from arrayhf.data.corpus import python_stdlib_corpus
 from arrayhf.data.pathological import Pathological
@@ -102,9 +104,19 @@ def xp_for(settings: RunSettings | TextRunSettings) -> Any:
     return xp
 
 
+def communicator_for(settings: RunSettings | TextRunSettings) -> distributed.Communicator:
+    """The processes of this run: those ``torchrun`` started (NCCL beside gloo on a CUDA
+    device), or this one alone."""
+    device = settings.device or os.environ.get("ARRAYHF_DEVICE") or ""
+    cuda = settings.backend == "cupy" or device.startswith(("cuda", "gpu"))
+    return distributed.from_environment(cuda=cuda)
+
+
 def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
-          progress: bool = True) -> tuple[Any, Pathological, HF]:
-    """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ."""
+          progress: bool = True, communicator: distributed.Communicator | None = None
+          ) -> tuple[Any, Pathological, HF]:
+    """(model, dataset, optimizer) for the settings; the optimizer starts from the seed's θ and
+    runs on ``communicator``'s processes (default this one)."""
     xp = xp_for(settings)
     if progress:
         print(f"generating {settings.problem} data: {settings.test_batches}×"
@@ -113,7 +125,7 @@ def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
     dataset = Pathological(settings.problem, settings.T, batch_size=settings.batch_size,
                            n_train_batches=settings.train_batches,
                            n_test_batches=settings.test_batches, seed=settings.seed, xp=xp,
-                           dtype=settings.dtype, device=settings.device)
+                           dtype=settings.dtype, device=distributed.local_device(settings.device))
     model = models.pathological_model(settings.model, dataset.n_inputs, dataset.n_outputs,
                                       dataset.output, hidden=settings.hidden,
                                       factors=settings.factors, biases=settings.biases)
@@ -123,7 +135,7 @@ def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
                    curvature_batches=(dataset.train_batches[0],),
                    rho_model=settings.rho_model, line_search=settings.line_search,
-                   run_info=settings.run_info())
+                   run_info=settings.run_info(), communicator=communicator)
     return model, dataset, optimizer
 
 
@@ -198,15 +210,17 @@ def text_model(settings: TextRunSettings, vocabulary_size: int) -> Any:
 
 
 def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[Any, Text, HF]:
-    """(model, dataset, optimizer) of a text run; fills in ``settings.vocabulary``."""
+               progress: bool = True, communicator: distributed.Communicator | None = None
+               ) -> tuple[Any, Text, HF]:
+    """(model, dataset, optimizer) of a text run, on ``communicator``'s processes; fills in
+    ``settings.vocabulary``."""
     xp = xp_for(settings)
     vocabulary = (Vocabulary.from_json(settings.vocabulary) if settings.vocabulary is not None
                   else None)
     dataset = Text(read_source(settings), T=settings.T, batch_size=settings.batch_size,
                    n_train_batches=settings.train_batches, n_test_batches=settings.test_batches,
                    warmup=settings.warmup, seed=settings.seed, xp=xp, dtype=settings.dtype,
-                   device=settings.device, vocabulary=vocabulary,
+                   device=distributed.local_device(settings.device), vocabulary=vocabulary,
                    max_vocabulary=settings.max_vocabulary,
                    one_hot_inputs=not models.takes_ids(settings.model))
     settings.vocabulary = dataset.vocabulary.to_json()
@@ -214,7 +228,7 @@ def build_text(settings: TextRunSettings, run_dir: str | os.PathLike | None = No
     optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
                    save_every=settings.save_every, progress=progress, damping=settings.damping,
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
-                   run_info=settings.run_info())
+                   run_info=settings.run_info(), communicator=communicator)
     return model, dataset, optimizer
 
 
@@ -240,12 +254,15 @@ def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike
              verbose: bool = False) -> tuple[Any, Any, HF] | None:
     """(model, dataset, optimizer) of a run, or None, with a message, when a new run would go
     where one is already (``overwrite``: remove that run's files and start over; ``verbose``: the
-    terminal shows each iteration's full record). The run
-    directory is locked to this process. A new run saves its settings to run.json first; a
-    resumed one continues from its checkpoint, and one killed before its first checkpoint starts
-    again from iteration 0."""
+    terminal shows each iteration's full record). The run directory is locked to this process
+    (to rank 0 under ``torchrun``). A new run saves its settings to run.json first (rank 0); a
+    resumed one continues from its checkpoint, on any number of processes, and one killed before
+    its first checkpoint starts again from iteration 0. (Every process looks for a checkpoint
+    here: none can be written before all have looked, since building the optimizer waits for
+    every process.)"""
     run_dir = pathlib.Path(run_dir)
-    if resume or run_dir.exists():
+    primary = os.environ.get("RANK", "0") == "0"     # this process, or rank 0 of torchrun's
+    if primary and (resume or run_dir.exists()):
         rundir.lock(run_dir)
     if not resume and has_checkpoint(run_dir):
         if not overwrite:
@@ -253,19 +270,22 @@ def open_run(settings: RunSettings | TextRunSettings, run_dir: str | os.PathLike
                   f"start it over with --overwrite, or choose another --run-dir",
                   file=sys.stderr)
             return None
-        print(f"starting {run_dir} over: removed {', '.join(rundir.clear(run_dir))}",
-              file=sys.stderr)
-    built: tuple[Any, Any, HF] = (build_text(settings, run_dir)
+        if primary:
+            print(f"starting {run_dir} over: removed {', '.join(rundir.clear(run_dir))}",
+                  file=sys.stderr)
+    communicator = communicator_for(settings)
+    built: tuple[Any, Any, HF] = (build_text(settings, run_dir, communicator=communicator)
                                   if isinstance(settings, TextRunSettings)
-                                  else build(settings, run_dir))
-    rundir.lock(run_dir)
+                                  else build(settings, run_dir, communicator=communicator))
+    if primary:
+        rundir.lock(run_dir)
     built[2].log.terminal.verbose = verbose
     if resume and has_checkpoint(run_dir):
         built[2].resume(force=force)
     elif resume:
         print(f"{run_dir} has no checkpoint yet (stopped before its first save): starting it "
               f"from iteration 0", file=sys.stderr)
-    else:
+    elif communicator.rank == 0:
         settings.save(run_dir)
     return built
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 def reduction_ratio(old_loss: float, new_loss: float, predicted_reduction: float) -> float:
@@ -27,6 +28,16 @@ def reduction_ratio(old_loss: float, new_loss: float, predicted_reduction: float
     if not math.isfinite(predicted_reduction) or predicted_reduction >= 0.0:
         return 0.0
     return (new_loss - old_loss) / predicted_reduction
+
+
+class Ratio(NamedTuple):
+    """ρ of (D1) with its two parts, the slope gᵀp the line search (H5) needs, and λ' (D2)."""
+
+    rho: float
+    numerator: float      # f(θ + p) − f(θ)
+    denominator: float    # q(p) − q(0), the predicted change
+    slope: float          # gᵀp
+    next_damping: float   # λ' before the line search (a rejected step raises it further)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,12 @@ L is the mean loss over every unmasked output of the batches, Σ N_β L_β / Σ 
 weighs by its count of unmasked outputs N_β (derivations/cg-and-damping.md, (H1)). The test loss
 and zero-one error are weighted the same way. Every batch's values are checked the first time an
 iteration's data is read: bad data is refused where it enters, before any work on it.
+
+On several processes (a ``communicator`` of arrayhf/distributed.py, each process holding its rows
+of every batch: data/sharded.py) every sum over the batches is a sum over this process's rows,
+then over the processes (H6): the numerators and the counts of (H1) alike, the gradient, and
+each product of the curvature batch's G, weighted by this process's share N_r / N of its outputs.
+With one process the communicator's sums return their input: nothing is added.
 """
 
 from __future__ import annotations
@@ -13,19 +19,26 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from arrayhf._validate import check_batch_values
+from arrayhf.curvature import curvature_operator
+from arrayhf.distributed import SingleProcess
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from arrayhf.data.batch import Batch
+    from arrayhf.distributed import Communicator
     from arrayhf.protocols import HFDataset, HFModel
 
 
 class BatchObjective:
-    """f, L and g of (H1) for ``model`` on the batches of ``dataset`` (arrays of ``xp``)."""
+    """f, L and g of (H1) for ``model`` on the batches of ``dataset`` (arrays of ``xp``), and the
+    curvature batch's products, summed over the processes of ``communicator`` (H6)."""
 
     def __init__(self, model: HFModel, dataset: HFDataset, xp: Any, *,
-                 weight_cost: float) -> None:
+                 weight_cost: float, communicator: Communicator | None = None) -> None:
         self.model, self.dataset, self.xp = model, dataset, xp
         self.weight_cost = weight_cost
+        self.communicator = communicator if communicator is not None else SingleProcess()
         self._checked: set = set()
 
     def new_data(self) -> None:
@@ -68,6 +81,7 @@ class BatchObjective:
             outputs = self.output_count(batch)
             total += outputs * float(self.model.loss(params, batch))
             count += outputs
+        total, count = self.communicator.sum_floats(total, count)          # (H6)
         return total / count
 
     def value(self, params: Any, batch_ids: Iterable[Hashable]) -> float:
@@ -88,7 +102,8 @@ class BatchObjective:
             part = outputs * self.model.gradient(params, batch, cache)
             gradient = part if gradient is None else gradient + part
             count += outputs
-        gradient = gradient / count
+        total_loss, count = self.communicator.sum_floats(total_loss, count)          # (H6)
+        gradient = self.communicator.all_reduce_sum(gradient) / count
         if self.weight_cost:
             gradient = gradient + self.weight_cost * params
         return total_loss / count + self.weight_penalty(params), gradient
@@ -113,4 +128,32 @@ class BatchObjective:
             else:
                 errors += outputs * float(error)
             counts += outputs
-        return losses / counts, (errors / counts if has_error else None)
+        losses, errors, counts, missing = self.communicator.sum_floats(      # (H6)
+            losses, errors, counts, float(not has_error))
+        return losses / counts, (errors / counts if not missing else None)
+
+    # -- the curvature batch ---------------------------------------------------------------
+    def curvature_share(self, batch: Batch) -> float:
+        """N_r / N: this process's share of the curvature batch's counted outputs (1 alone)."""
+        if self.communicator.world_size == 1:
+            return 1.0
+        outputs = self.output_count(batch)
+        (total,) = self.communicator.sum_floats(outputs)
+        return outputs / total
+
+    def curvature_operator(self, params: Any, batch: Batch, cache: Any,
+                           structural_damping: float) -> Callable[[Any], Any]:
+        """v ↦ (G + structural_damping · S) v of the whole curvature batch on its cached forward
+        pass: with several processes, Σ_r (N_r / N) (G_r + …) v, one all-reduce a product (H6)."""
+        product = curvature_operator(self.model, params, batch, cache, structural_damping)
+        if self.communicator.world_size == 1:
+            return product
+        share, reduce = self.curvature_share(batch), self.communicator.all_reduce_sum
+        return lambda v: reduce(share * product(v))                           # (H6)
+
+    def squared_gradient(self, params: Any, batch: Batch, cache: Any) -> Any:
+        """F of the preconditioner (H3) on the whole curvature batch: Σ_r (N_r / N) F_r (H6)."""
+        squared = self.model.per_case_squared_gradient(params, batch, cache)  # type: ignore
+        if self.communicator.world_size == 1:
+            return squared
+        return self.communicator.all_reduce_sum(self.curvature_share(batch) * squared)

@@ -20,7 +20,8 @@ One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"), ea
 
 The settings are hf/settings.py's ``HFConfig``; what a checkpoint saves and a resume checks and
 restores is in hf/state.py. Python floats are pulled from the arrays only at the decision points
-(losses, ρ, CG's scalars).
+(losses, ρ, CG's scalars). On several processes (``communicator``) every sum over the data is also
+a sum over the processes (hf/objective.py, (H6)) and every process takes the same decisions.
 """
 
 from __future__ import annotations
@@ -31,32 +32,29 @@ import os
 import pathlib
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
 from arrayhf import checkpoint, threads
 from arrayhf._validate import check_finite, check_floating, check_shape, is_integer, namespace_of
-from arrayhf.curvature import curvature_operator
+from arrayhf.data.sharded import ShardedDataset
+from arrayhf.distributed import SingleProcess, check_agree, raise_together
 from arrayhf.hf import running, state
 from arrayhf.hf.cg import conjugate_gradient
-from arrayhf.hf.damping import LevenbergMarquardt, reduction_ratio, structural_damping_coefficient
+from arrayhf.hf.damping import (
+    LevenbergMarquardt,
+    Ratio,
+    reduction_ratio,
+    structural_damping_coefficient,
+)
 from arrayhf.hf.objective import BatchObjective
 from arrayhf.hf.runlog import RunLog
 from arrayhf.hf.settings import HFConfig
 
 if TYPE_CHECKING:
+    from arrayhf.distributed import Communicator
     from arrayhf.protocols import HFDataset, HFModel
-
-
-class _Ratio(NamedTuple):
-    """ρ of (D1) with its two parts, the slope gᵀp the line search (H5) needs, and λ' (D2)."""
-
-    rho: float
-    numerator: float      # f(θ + p) − f(θ)
-    denominator: float    # q(p) − q(0), the predicted change
-    slope: float          # gᵀp
-    next_damping: float   # λ' before the line search (a rejected step raises it further)
 
 
 class HF:
@@ -86,13 +84,21 @@ class HF:
     run_info : dict, optional
         A JSON-ready description of how the caller built the run (the command line's settings):
         saved in every checkpoint and, like the HF settings and the model, compared on resume.
+    communicator : optional
+        The processes the run is shared by (arrayhf/distributed.py; default one process): each
+        computes on its rows of every batch (``dataset`` is wrapped in a ``ShardedDataset``),
+        the sums are taken over all (H6), and rank 0 alone writes the logs and checkpoints.
     **settings
         Fields of :class:`HFConfig`.
     """
 
     def __init__(self, model: HFModel, dataset: HFDataset, *, params: Any = None, seed: int = 0,
                  run_dir: str | os.PathLike | None = None, save_every: int = 5,
-                 progress: bool = True, run_info: dict | None = None, **settings: Any) -> None:
+                 progress: bool = True, run_info: dict | None = None,
+                 communicator: Communicator | None = None, **settings: Any) -> None:
+        self.communicator = communicator if communicator is not None else SingleProcess()
+        if self.communicator.world_size > 1 and not isinstance(dataset, ShardedDataset):
+            dataset = ShardedDataset(dataset, self.communicator)
         self.model = model
         self.dataset = dataset
         self.config = HFConfig(**settings)
@@ -114,13 +120,14 @@ class HF:
         train_ids = self._train_ids()
         if not train_ids:
             raise ValueError("expected a data set with at least one training batch, got none")
-        for batch_id in {repr(i): i for i in (*train_ids, *(self.config.curvature_batches or ()),
-                                              *(self.config.backtrack_batches or ()))}.values():
-            dataset.batch(batch_id)   # an unknown id raises the data set's KeyError now
-        first = dataset.batch(train_ids[0])
+        first = raise_together(self.communicator, lambda: [   # unknown ids: KeyError now
+            dataset.batch(i) for i in {repr(i): i for i in (
+                *train_ids, *(self.config.curvature_batches or ()),
+                *(self.config.backtrack_batches or ()))}.values()][0])
         self.xp = namespace_of(first.inputs, first.targets, first.mask)
         self.batch_objective = BatchObjective(model, dataset, self.xp,
-                                              weight_cost=self.config.weight_cost)
+                                              weight_cost=self.config.weight_cost,
+                                              communicator=self.communicator)
         if params is None:
             params = model.init(seed, xp=self.xp, dtype=first.targets.dtype,  # inputs may be ids
                                 device=array_api_compat.device(first.inputs))
@@ -129,6 +136,8 @@ class HF:
             check_shape("params", params, (model.n_params,))
             check_floating(self.xp, "params", params, first.targets.dtype)
             check_finite(self.xp, "params", params)
+        if self.communicator.world_size > 1:   # rank 0's θ on every process
+            params = self.communicator.broadcast(self.xp.asarray(params, copy=True))
         self.params = params
         self.damping = self.config.damping
         self.cg_warm_start = None
@@ -138,7 +147,12 @@ class HF:
         self.last_record: dict | None = None   # the record of the last committed iteration
         self._dataset_state = self._get_dataset_state()
         self._resumed = False
-        self.log = RunLog(self.run_dir, echo=progress)
+        self.log = self._run_log(self.run_dir)
+
+    def _run_log(self, run_dir):
+        """The run's logs: written, and echoed, by rank 0 alone."""
+        first = self.communicator.rank == 0
+        return RunLog(run_dir, echo=self.progress and first, writes=first)
 
     # -- batches and the objective -----------------------------------------------------------
     def _train_ids(self):
@@ -168,8 +182,9 @@ class HF:
             self.batch_objective.new_data()
         params, damping = self.params, self.damping
         grad_ids = self._train_ids()
-        for batch_id in dict.fromkeys([*grad_ids, self._curvature_id(iteration)]):
-            self.batch_objective.batch(batch_id)   # all of this iteration checked before any work
+        raise_together(self.communicator, lambda: [   # all of this iteration checked before work
+            self.batch_objective.batch(i) for i in {repr(i): i for i in [
+                *grad_ids, self._curvature_id(iteration)]}.values()])
         self.log.start_cg(iteration)
         self.log.phase("gradient")
         objective, gradient, gradient_norm = self._evaluate_gradient(params, grad_ids, iteration)
@@ -198,6 +213,7 @@ class HF:
          self._dataset_state, self.last_record) = (new_params, cg.solution, next_damping,
                                                    iteration, record["cg_total"],
                                                    dataset_state, record)
+        check_agree(self.communicator, [record[k] for k in state.AGREED], f"iterate {iteration}")
         return record
 
     def _evaluate_gradient(self, params, grad_ids, iteration):
@@ -222,14 +238,15 @@ class HF:
         shift = self.damping + config.weight_cost
 
         # the products of this iteration share one forward pass and one set of checks
-        curvature_product = curvature_operator(model, params, curvature_batch, cache, structural)
+        operator = self.batch_objective.curvature_operator   # summed over the processes (H6)
+        curvature_product = operator(params, curvature_batch, cache, structural)
 
         def damped_product(v):       # (G + λμ S + (λ + w) I) v  (cg-and-damping.md, (H2))
             return curvature_product(v) + shift * v
 
         preconditioner = None
         if config.preconditioner:   # (H3)
-            squared = model.per_case_squared_gradient(params, curvature_batch, cache)
+            squared = self.batch_objective.squared_gradient(params, curvature_batch, cache)
             preconditioner = (squared + shift) ** 0.75
 
         warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
@@ -242,7 +259,7 @@ class HF:
         # Martens' model for ρ (D1): (G + w I) v, on the same forward pass; the CG operator is G
         # itself when there is no structural term
         gauss_newton = (curvature_product if structural == 0.0 else
-                        curvature_operator(model, params, curvature_batch, cache, 0.0))
+                        operator(params, curvature_batch, cache, 0.0))
         return cg, lambda v: gauss_newton(v) + config.weight_cost * v
 
     def _backtrack(self, params, iterates, grad_ids):
@@ -270,7 +287,7 @@ class HF:
         slope = float(xp.sum(gradient * direction))                                    # gᵀp
         predicted = slope + 0.5 * float(xp.sum(direction * curvature_direction))  # q(p) − q(0)
         rho = reduction_ratio(objective, new_objective, predicted)                     # (D1)
-        return _Ratio(rho=rho, numerator=new_objective - objective, denominator=predicted,
+        return Ratio(rho=rho, numerator=new_objective - objective, denominator=predicted,
                       slope=slope, next_damping=self.rule.update(self.damping, rho))  # (D2)
 
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
@@ -317,6 +334,7 @@ class HF:
             "chosen_iterate": chosen_step,
             "line_search_step": step_size,
             "seconds": None,
+            "processes": self.communicator.world_size,
         }
         if self.config.test_every and iteration % self.config.test_every == 0:
             self.log.phase("test")
@@ -344,11 +362,12 @@ class HF:
         return state.arrays_and_meta(self)
 
     def save(self, path: str | os.PathLike | None = None) -> pathlib.Path | None:
-        """Write the state of the last completed iteration (atomic; the previous file is kept)."""
-        if path is None:
-            if self.run_dir is None:
-                return None
+        """Write the state of the last completed iteration (atomic; the previous file is kept);
+        on several processes rank 0 alone writes, the others return None."""
+        if path is None and self.run_dir is not None:
             path = state.checkpoint_path(self.run_dir)
+        if path is None or self.communicator.rank != 0:
+            return None
         arrays, meta = self.state_arrays_and_meta()
         return checkpoint.save(path, arrays, meta)
 
@@ -359,18 +378,5 @@ class HF:
         Refuses (ValueError naming the differences) a checkpoint whose HF settings or model
         differ from this optimizer's, unless ``force``.
         """
-        run_dir = pathlib.Path(run_dir) if run_dir is not None else self.run_dir
-        if run_dir is None:
-            raise ValueError("resume needs a run_dir")
-        saved = state.read_checked(self, run_dir, force=force)
-        self.params, self.cg_warm_start, self.damping = (saved.params, saved.cg_warm_start,
-                                                         saved.damping)
-        self.iteration, self.cg_total = saved.iteration, saved.cg_total
-        self._dataset_state = self._get_dataset_state()
-        self.batch_objective.new_data()
-        if self.run_dir is None:
-            self.run_dir = run_dir
-            self.log = RunLog(run_dir, echo=self.progress)
-        self.history = self.log.resume(self.iteration)
-        self._resumed = True
+        state.restore(self, run_dir, force=force)
         return self

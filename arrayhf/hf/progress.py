@@ -59,12 +59,13 @@ class Terminal:
         self.bar: tqdm | None = None
         self.total: int | None = None
 
-    def start(self, iteration: int, total: int) -> None:
-        """A run of iterations ``iteration + 1 .. total`` begins."""
+    def start(self, iteration: int, total: int, processes: int = 1) -> None:
+        """A run of iterations ``iteration + 1 .. total`` begins (on ``processes`` processes)."""
         self.total = total
         if self.live:
             self.close()
-            self.bar = tqdm(total=total, initial=iteration, desc="HF iteration", unit="it",
+            desc = "HF iteration" + (f" ({processes} processes)" if processes > 1 else "")
+            self.bar = tqdm(total=total, initial=iteration, desc=desc, unit="it",
                             file=sys.stderr, dynamic_ncols=True, mininterval=0.2, leave=False)
 
     def phase(self, text: str, *, often: bool = False) -> None:

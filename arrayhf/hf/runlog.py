@@ -9,7 +9,8 @@
   of the iteration under way when stderr is a terminal.
 
 Every line is flushed as it is written, so a killed run loses no finished line; a torn last line
-of metrics.jsonl (a kill in mid-write) is dropped on resume.
+of metrics.jsonl (a kill in mid-write) is dropped on resume. On several processes rank 0 alone
+writes (``writes=False`` elsewhere: the others read the records on resume, and write nothing).
 """
 
 from __future__ import annotations
@@ -51,23 +52,25 @@ def format_record(record: dict) -> str:
             f" = {number('rho_numerator', '.3g')}/{number('rho_denominator', '.3g')}"
             f"  CG {record['cg_steps']} ({record['cg_stop']}, total {record['cg_total']})"
             f"  chose {record['chosen_iterate']}  step {number('line_search_step', '.3g')}"
-            f"  {number('seconds', '.2f')}s")
+            f"  {number('seconds', '.2f')}s"
+            + (f" on {record['processes']} processes" if record.get("processes", 1) > 1 else ""))
 
 
 class RunLog:
     """Writes the logs of one run (no files when ``run_dir`` is None)."""
 
     def __init__(self, run_dir: str | os.PathLike | None, *, echo: bool = True,
-                 stream: TextIO | None = None, verbose: bool = False) -> None:
+                 stream: TextIO | None = None, verbose: bool = False,
+                 writes: bool = True) -> None:
         self.run_dir = None if run_dir is None else pathlib.Path(run_dir)
-        self.echo = echo
+        self.echo, self.writes = echo, writes
         self.terminal = Terminal(stream, verbose=verbose)
         self.cg_iteration = 0
-        if self.run_dir is not None:
+        if self.run_dir is not None and writes:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def _append(self, name: str, line: str) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.writes:
             return
         with open(self.run_dir / name, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
@@ -84,12 +87,14 @@ class RunLog:
         self._append("results", "# " + text)
         self._append("detailed_results", "# " + text)
 
-    def start_run(self, iteration: int, max_iterations: int) -> None:
-        """Announce a run's iterations and where its logs go; start the progress bar."""
+    def start_run(self, iteration: int, max_iterations: int, processes: int = 1) -> None:
+        """Announce a run's iterations, where its logs go, and its processes when several;
+        start the progress bar."""
         where = "" if self.run_dir is None else f", logs in {self.run_dir}"
-        self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}")
+        shared = f", on {processes} processes" if processes > 1 else ""
+        self.message(f"HF: iterations {iteration + 1}..{max_iterations}{where}{shared}")
         if self.echo:
-            self.terminal.start(iteration, max_iterations)
+            self.terminal.start(iteration, max_iterations, processes)
 
     def end_run(self) -> None:
         """The run is over (done, stopped or interrupted): the bar goes."""
@@ -141,7 +146,7 @@ class RunLog:
         """Keep the records up to ``iteration`` (later ones are recomputed) and return them;
         ``results`` and ``detailed_results`` are cut to the same iteration."""
         records = [r for r in self.read_metrics() if r["iteration"] <= iteration]
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.writes:
             _replace(self.run_dir / "metrics.jsonl",
                      [json.dumps({k: _finite_or_text(v) for k, v in r.items()}) for r in records])
             for name in ("results", "detailed_results"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from arrayhf import checkpoint
 from arrayhf.hf import state
 
 if TYPE_CHECKING:
@@ -60,13 +59,10 @@ def run(optimizer: HF, max_iterations: int, stop: Callable[[dict], bool] | None,
     or a callback (called as ``callback(optimizer, record)`` after every iteration, after its
     log line and checkpoint) raises StopIteration."""
     callbacks = list(callbacks)
-    if (optimizer.iteration == 0 and not optimizer._resumed and optimizer.run_dir is not None
-            and state.holds_run(optimizer.run_dir)):
-        latest = checkpoint.CHECKPOINT_NAME
-        raise ValueError(f"{optimizer.run_dir} already holds a run (its {latest} or "
-                         f"{checkpoint.previous_path(latest).name}): call resume() to "
-                         f"continue it, or choose another run_dir")
-    optimizer.log.start_run(optimizer.iteration, max_iterations)
+    if optimizer.iteration == 0 and not optimizer._resumed and optimizer.run_dir is not None:
+        state.refuse_existing_run(optimizer.run_dir, optimizer.communicator)
+    optimizer.log.start_run(optimizer.iteration, max_iterations,
+                            optimizer.communicator.world_size)
     if optimizer.iteration == 0 and not optimizer._resumed:
         optimizer.save()   # from here on a kill at any moment leaves a checkpoint to resume
     status = 1

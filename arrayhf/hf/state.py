@@ -6,6 +6,9 @@ the settings (``HFConfig.to_json``), the model's ``config()`` and the caller's `
 resume refuses a checkpoint whose settings, model or run description differ from the optimizer's
 (unless forced), checks every saved value before any of the optimizer's state is replaced, and
 moves the arrays onto the optimizer's backend, dtype and device.
+
+On several processes the state is the same on every process (so any number of processes resumes
+it, :data:`AGREED` checks it every iteration); rank 0 alone writes it, every process reads it.
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ import array_api_compat
 
 from arrayhf import backend, checkpoint
 from arrayhf._validate import check_finite, namespace_of
+from arrayhf.distributed import raise_together
 from arrayhf.hf.settings import acting_settings
 
 if TYPE_CHECKING:
+    from arrayhf.distributed import Communicator
     from arrayhf.hf.optimizer import HF
     from arrayhf.hf.runlog import RunLog
     from arrayhf.protocols import HFDataset
 
 STATE_ARRAYS = ("params", "cg_warm_start")
+# the record's values every process must hold alike after an iteration (the same iterate)
+AGREED = ("objective", "theta_norm", "next_damping", "cg_steps", "chosen_iterate",
+          "line_search_step")
 
 
 @dataclass
@@ -53,6 +61,19 @@ def holds_run(run_dir: str | os.PathLike) -> bool:
     return path.exists() or checkpoint.previous_path(path).exists()
 
 
+def refuse_existing_run(run_dir: str | os.PathLike, communicator: Communicator) -> None:
+    """ValueError, on every process, when a new run would start in ``run_dir``, which holds one
+    (rank 0 looks: it may already have written this run's first checkpoint when another looks)."""
+    def look() -> None:
+        if communicator.rank == 0 and holds_run(run_dir):
+            latest = checkpoint.CHECKPOINT_NAME
+            raise ValueError(f"{run_dir} already holds a run (its {latest} or "
+                             f"{checkpoint.previous_path(latest).name}): call resume() to "
+                             f"continue it, or choose another run_dir")
+
+    raise_together(communicator, look)
+
+
 # 2: max_line_search acts in both line-search modes (before, "decrease" ignored it)
 SETTINGS_VERSION = 2
 
@@ -75,6 +96,7 @@ def arrays_and_meta(optimizer: HF) -> tuple[dict, dict]:
         "model": model.config() if hasattr(model, "config") else None,
         "dtype": str(optimizer.params.dtype).split(".")[-1],
         "run_info": optimizer.run_info,
+        "processes": optimizer.communicator.world_size,   # for the record: a resume takes any
     }
     return arrays, meta
 
@@ -110,14 +132,14 @@ def read_checked(optimizer: HF, run_dir: pathlib.Path, *, force: bool) -> RunSta
     """The latest loadable checkpoint of ``run_dir`` as a RunState on the optimizer's backend,
     after every check (settings, model, arrays, the data set's state, which it restores); a
     damaged latest checkpoint read past is moved aside, so that the next save keeps the good one
-    that was read instead of rotating the damaged one over it."""
+    that was read instead of rotating the damaged one over it (by rank 0 alone)."""
     latest = checkpoint_path(run_dir)
     arrays, meta, used = checkpoint.read_latest(latest)
     refuse_other_settings(meta, optimizer, force=force)
     saved = read_state(arrays, meta, run_dir, n_params=optimizer.model.n_params,
                        like=optimizer.params)
     restore_dataset_state(optimizer.dataset, meta, force=force, log=optimizer.log)
-    if used != latest and latest.exists():
+    if used != latest and latest.exists() and optimizer.communicator.rank == 0:
         checkpoint.set_aside(latest)
     return saved
 
@@ -169,6 +191,26 @@ def restore_dataset_state(dataset: HFDataset, meta: dict, *, force: bool, log: R
             raise
         log.message(f"forced resume: the data set's state was not restored ({error}); it goes "
                     f"on from its own seed")
+
+
+def restore(optimizer: HF, run_dir: str | os.PathLike | None, *, force: bool) -> None:
+    """Load the latest checkpoint of ``run_dir`` (default: the optimizer's) into ``optimizer``
+    (HF.resume): every check first, then the state, the data set's state and the logs."""
+    run_dir = pathlib.Path(run_dir) if run_dir is not None else optimizer.run_dir
+    if run_dir is None:
+        raise ValueError("resume needs a run_dir")
+    saved = read_checked(optimizer, run_dir, force=force)
+    # every check passed: only now is the optimizer's state replaced
+    optimizer.params, optimizer.cg_warm_start = saved.params, saved.cg_warm_start
+    optimizer.damping, optimizer.iteration = saved.damping, saved.iteration
+    optimizer.cg_total = saved.cg_total
+    optimizer._dataset_state = optimizer._get_dataset_state()
+    optimizer.batch_objective.new_data()
+    if optimizer.run_dir is None:
+        optimizer.run_dir = run_dir
+        optimizer.log = optimizer._run_log(run_dir)
+    optimizer.history = optimizer.log.resume(optimizer.iteration)
+    optimizer._resumed = True
 
 
 def _differences(saved, current: dict, label: str) -> list[str]:
