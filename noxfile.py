@@ -4,6 +4,7 @@ where no CUDA device exists. Dependencies come from pyproject.toml's extras only
     nox                         # everything a CPU machine can run
     nox -s tests-torch          # one backend; on a CUDA machine it also runs on device cuda
     nox -s tests-numpy -- -k fnn -x     # arguments after -- go to pytest
+    nox -s docs                 # the documentation site, docs/_build/html, and its browser test
     nox -s bench                # the CPU benchmarks (not part of plain nox), about 13 minutes
 """
 
@@ -15,7 +16,7 @@ import shutil
 import nox
 
 nox.options.sessions = ["lint", "tests-numpy", "tests-strict", "tests-torch", "tests-jax",
-                        "tests-cupy"]
+                        "tests-cupy", "docs"]
 nox.options.default_venv_backend = "venv"
 
 
@@ -82,6 +83,20 @@ def tests_cupy(session):
         session.skip("tests-cupy: CuPy is installed but cupy.is_available() is False: no usable "
                      "CUDA device; the CuPy suite did not run")
     _pytest(session, "--backend", "cupy")
+
+
+@nox.session
+def docs(session):
+    """The documentation site, built from scratch into docs/_build/html with warnings as errors
+    (docs/conf.py), then its tests (docs/test_*.py): what the pages hold, and in a headless
+    Chromium the rendered maths and the equation and code links, with screenshots in
+    docs/_build/screenshots. Where Debian's chromium and chromium-driver are not installed the
+    browser test skips and says so. To read the site: python -m http.server -d docs/_build/html"""
+    session.install(".[docs]")
+    shutil.rmtree("docs/_build", ignore_errors=True)
+    session.run("sphinx-build", "-W", "--keep-going", "-E", "-q", "-b", "html", "docs",
+                "docs/_build/html")
+    session.run("pytest", "docs", *session.posargs)
 
 
 # The sizes nox -s bench runs on a 2-core CPU within 15 minutes; bench/README.md gives the

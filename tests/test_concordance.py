@@ -21,15 +21,33 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
 import keyword
 import pathlib
 import re
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "arrayhf"
 DERIVATIONS = ROOT / "derivations"
+
+
+def _load_equation_tags():
+    """docs/_ext/equation_tags.py: what a tag is, shared with the documentation build, which turns
+    each citation into a link and fails on the same mismatches as the tests below."""
+    spec = importlib.util.spec_from_file_location(
+        "equation_tags", ROOT / "docs" / "_ext" / "equation_tags.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+equation_tags = _load_equation_tags()
+cited_tags = equation_tags.cited_tags
+defined_tags = equation_tags.defined_tags
 
 # The modules every model shares: a model's derivation may quote their names too.
 SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinearities.py",
@@ -73,13 +91,6 @@ PLACEHOLDERS = {"W_l", "b_l", "W_L", "b_L", "f_l", "n_0", "n_l", "n_f", "n_h", "
 _SPAN = re.compile(r"`([^`]+?)`")
 _PATH = re.compile(r"[\w.-]+(/[\w.-]+)+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# A tag is one capital letter and a number, like (R4), or one of the two-letter prefixes of the
-# gated models, like (LS4) (LSTM); other parenthesized capitals, like (MS11), are citations.
-_PREFIX = r"(?:LS|[A-Z])"
-_DEFINED_TAG = re.compile(r"\\tag\{(" + _PREFIX + r"[0-9]+[a-z]?)\}")
-# "(R4)", and the ranges "(R1)-(R3)", "(R7)–(R12)"
-_CITED = re.compile(r"\((" + _PREFIX + r")([0-9]+)([a-z]?)\)(?:\s*[-–]\s*\((" + _PREFIX
-                    + r")([0-9]+)\))?")
 
 
 def code_names(paths) -> set[str]:
@@ -123,25 +134,13 @@ def quoted_names(text: str) -> dict[str, str]:
     quoted = {}
     for span in spans:
         if (span.lstrip().startswith("[") or _PATH.fullmatch(span.strip())
-                or _CITED.fullmatch(span.strip())):
+                or equation_tags.CITED.fullmatch(span.strip())):
             continue
         for name in _IDENTIFIER.findall(span):
             if (len(name) > 1 and name not in QUOTED_ELSEWHERE | PLACEHOLDERS
                     and not keyword.iskeyword(name)):
                 quoted.setdefault(name, " ".join(span.split()))
     return quoted
-
-
-def cited_tags(text: str, *, ranges: bool) -> set[str]:
-    """The tags that ``text`` cites; with ``ranges``, "(R1)-(R3)" cites R1, R2 and R3 too."""
-    tags = set()
-    for letter, first, suffix, range_letter, last in _CITED.findall(text):
-        tags.add(f"{letter}{first}{suffix}")
-        if last and range_letter == letter:
-            tags.add(f"{letter}{last}")
-            if ranges:
-                tags |= {f"{letter}{n}" for n in range(int(first), int(last) + 1)}
-    return tags
 
 
 def module_paths(names) -> list[pathlib.Path]:
@@ -153,10 +152,6 @@ def names_of_tests() -> set[str]:
     """The tests a derivation may point to, by name, as the check of one of its claims."""
     return {name for name in code_names(sorted((ROOT / "tests").glob("test_*.py")))
             if name.startswith("test_")}
-
-
-def defined_tags(paths) -> set[str]:
-    return {tag for path in paths for tag in _DEFINED_TAG.findall(path.read_text())}
 
 
 @pytest.mark.parametrize("derivation", sorted(PROVES))

@@ -73,6 +73,8 @@ class Pathological(FreshTrainingBatches):
     addition_target : {"sum", "mean"}
         Addition: A + B (the release) or (A + B) / 2 (MS11).
 
+    Notes
+    -----
     Batch ids: ``0 .. n_train_batches - 1`` for training, ``("test", i)`` for testing.
 
     Attributes ``n_inputs``, ``n_outputs`` and ``output`` (``"linear"``, ``"logistic"`` or
@@ -130,7 +132,7 @@ class Pathological(FreshTrainingBatches):
     def zero_one_error(self, batch: Batch, predictions: Any) -> float:
         """The fraction of sequences of ``batch`` that are wrong.
 
-        A step is wrong when, for linear outputs, |prediction - target| > 0.04; for logistic
+        A step is wrong when, for linear outputs, ``|prediction - target| > 0.04``; for logistic
         outputs, prediction > 0.5 (z > 0) disagrees with target > 0.5; for softmax outputs, the
         argmax of the prediction differs from the target's. A sequence is wrong when one of its
         scored steps is: the last step of a variable-length problem (where its mask is 1), the

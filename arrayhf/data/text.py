@@ -112,6 +112,8 @@ class Text(FreshTrainingBatches):
     one_hot_inputs : bool
         Inputs one-hot ``[T, B, V]`` in the float dtype instead of ids ``[T, B]``.
 
+    Notes
+    -----
     Batch ids: ``0 .. n_train_batches - 1`` for training, ``("test", i)`` for testing.
     ``n_inputs = n_outputs = vocabulary.size`` and ``output = "softmax"`` say how to build the
     model::

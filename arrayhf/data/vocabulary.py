@@ -43,6 +43,8 @@ class Vocabulary:
         the rarer ones map to the unknown symbol. The vocabulary then has at most
         ``max_size + 1`` symbols, the unknown one included.
 
+    Notes
+    -----
     A trained model's vocabulary is saved with :meth:`to_json` and restored with
     :meth:`from_json`, so that the model can be sampled later::
 

@@ -54,6 +54,8 @@ class FNN(Model):
         "linear" (squared error), "logistic" (binary cross-entropy) or "softmax" (categorical
         cross-entropy).
 
+    Notes
+    -----
     Parameter blocks: ``W_l`` of shape [n_{l−1}, n_l] and ``b_l`` of shape [n_l], l = 1 … L.
     """
 

@@ -101,6 +101,8 @@ class MRNN(RecurrentModel):
         release's value; 1 for logistic (the release's logistic term), relu and linear units
         (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
 
+    Notes
+    -----
     Parameter blocks, in order. paper: ``W_fx`` [n_in, n_f], ``W_fh`` [n_h, n_f], ``W_hf``
     [n_f, n_h], ``W_hx`` [n_in, n_h], ``b_h`` [n_h], ``W_hy`` [n_h, n_out], ``b_y`` [n_out],
     ``h_0`` [n_h]. release: ``W_vf`` [n_in, n_f], ``f_bias`` [n_f], ``W_hf`` [n_h, n_f],

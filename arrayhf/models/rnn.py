@@ -85,6 +85,8 @@ class RNN(RecurrentModel):
         release's value; 1 for logistic (the release's logistic term), relu and linear units
         (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
 
+    Notes
+    -----
     Parameter blocks, in order: ``W_xh`` [n_in, n_h], ``W_hh`` [n_h, n_h], ``b_h`` [n_h],
     ``W_hy`` [n_h, n_out], ``b_y`` [n_out] (the biases only when ``biases``), ``h_0`` [n_h].
     """
