@@ -57,6 +57,8 @@ class ShardedDataset:
     communicator
         This process's rank and world size (arrayhf/distributed.py).
 
+    Notes
+    -----
     Every other attribute (``n_inputs``, ``vocabulary``, …) is the wrapped data set's.
     """
 

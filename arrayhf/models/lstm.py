@@ -106,6 +106,8 @@ class LSTM(RecurrentModel):
         each gate unit's own (``Nonlinearity.structural_curvature``): 1 for the logistic gates i,
         f, o, 1/4 for the tanh candidate g; a number sets the same κ for all four.
 
+    Notes
+    -----
     The gate nonlinearities are fixed (logistic i, f, o; tanh g and tanh(c_t)), so there is no
     ``hidden`` argument. Parameter blocks, in order: ``W_x`` [n_in, 4n_h], ``W_h`` [n_h, 4n_h],
     ``b`` [4n_h] (gate order i, f, g, o along the last axis), ``W_hy`` [n_h, n_out], ``b_y``

@@ -129,9 +129,12 @@ def _citations(path: pathlib.Path, name: str) -> list[Citation]:
 
 
 def _tag_order(tag: str) -> tuple[str, int, str]:
-    letter, rest = tag[0], tag[1:]
+    """(prefix, number, suffix) of a tag, for sorting: R4 → ("R", 4, ""), LS12a → ("LS", 12,
+    "a")."""
+    prefix = tag.rstrip("0123456789abcdefghijklmnopqrstuvwxyz")
+    rest = tag[len(prefix):]
     digits = rest.rstrip("abcdefghijklmnopqrstuvwxyz")
-    return letter, int(digits), rest[len(digits):]
+    return prefix, int(digits), rest[len(digits):]
 
 
 def _lines_with_cited_comments(text: str) -> set[int]:
