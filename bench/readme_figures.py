@@ -34,6 +34,9 @@ RESULTS = [("multiplication", 20, 300), ("addition", 20, 300), ("xor", 20, 100),
            ("memorization", 20, 100), ("memorization_20bit", 30, 100), ("memorization", 60, 100),
            ("temporal_order", 100, 100)]
 TIME_LIMIT = 420     # seconds a results row may run (the README says so)
+# Every run with 2 threads: BLAS's thread count sets the order of its sums, and so the digits.
+THREADS = ("--threads", "2")
+DEMO = ("demo", *THREADS)
 
 
 def arrayhf(*args: str, cwd: pathlib.Path, timeout: float | None = None) -> tuple[str, float]:
@@ -54,19 +57,22 @@ def today() -> str:
 
 def demo(work: pathlib.Path) -> str:
     """The transcript of `arrayhf demo`: its first four and last three iterations."""
-    out, _ = arrayhf("demo", cwd=work)
+    out, _ = arrayhf(*DEMO, cwd=work)
     lines = out.rstrip("\n").splitlines()
     iterations = [i for i, line in enumerate(lines) if line.startswith("iter ")]
     shown = lines[:iterations[3] + 1] + ["..."] + lines[iterations[-3]:]
-    return ("```\n$ arrayhf demo\n" + "\n".join(shown) + "\n```\n"
+    return ("```\n$ arrayhf " + " ".join(DEMO) + "\n" + "\n".join(shown) + "\n```\n"
             f"(`python bench/readme_figures.py demo`, {today()}, numpy float64 on the 2-core CPU "
-            "of the development machine.)\n")
+            "of the development machine. `--threads 2` is what `auto` gives an idle 2-core "
+            "machine; another thread count sums the matrix products in another order, which "
+            "shows in the digits from the first iteration on.)\n")
 
 
 def _result_row(problem: str, T: int, batch: int, work: pathlib.Path) -> str:
     run_dir = f"runs/{problem}-{T}"
     _, seconds = arrayhf("train", "--problem", problem, "--T", str(T), "--batch-size", str(batch),
                          "--threshold", "0.01", "--iterations", "150", "--run-dir", run_dir,
+                         *THREADS,
                          cwd=work, timeout=TIME_LIMIT)
     records = [json.loads(line) for line in
                (work / run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -85,7 +91,7 @@ def results(work: pathlib.Path) -> str:
     rows = [_result_row(problem, T, batch, work) for problem, T, batch in RESULTS]
     return (f"Measured alone on the 2-core CPU of the development machine on {today()} "
             f"(`python bench/readme_figures.py results`: each row is `arrayhf train --problem P "
-            f"--T T --batch-size B --threshold 0.01 --iterations 150`, stopped after "
+            f"--T T --batch-size B --threshold 0.01 --iterations 150 --threads 2`, stopped after "
             f"{TIME_LIMIT} s).\n\n"
             "| problem | T | sequences per batch | result | HF iterations | CG steps | "
             "wall time |\n|---|---:|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
