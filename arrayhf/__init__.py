@@ -1,8 +1,8 @@
 """arrayhf: Hessian-free optimization with hand-derived Gauss-Newton products on any array backend.
 
-The public API: the models (FNN, RNN, MRNN) and their matching losses, the Batch container and the
-data sets (ArrayDataset, Pathological, Text), the HF optimizer, the protocols HF relies on (HFModel,
-HFDataset), load() (a model and θ from a checkpoint), and the backend layer.
+The public API: the models (FNN, RNN, MRNN, GRU) and their matching losses, the Batch container
+and the data sets (ArrayDataset, Pathological, Text), the HF optimizer, the protocols HF relies on
+(HFModel, HFDataset), load() (a model and θ from a checkpoint), and the backend layer.
 """
 
 from arrayhf import backend, curvature, losses, nonlinearities
@@ -15,13 +15,14 @@ from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
-from arrayhf.models import FNN, MRNN, RNN, Model
+from arrayhf.models import FNN, GRU, MRNN, RNN, Model
 from arrayhf.protocols import HFDataset, HFModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FNN",
+    "GRU",
     "HF",
     "ArrayDataset",
     "HFConfig",

@@ -44,6 +44,7 @@ PROVES = {
     "fnn.md": ["models/fnn.py"],
     "rnn.md": ["models/rnn.py"],
     "mrnn.md": ["models/mrnn.py"],
+    "gru.md": ["models/gru.py", "models/gru_torch.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
     "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
@@ -63,6 +64,8 @@ QUOTED_ELSEWHERE = {
     "nnet_train_2", "precon", "chs",
     # torch, the autodiff oracle of the tests; torch's index_add and numpy's add.at
     "torch", "func", "index_add", "add", "at",
+    # torch.nn.GRU's initialization (derivations/gru.md)
+    "reset_parameters",
 }
 
 # Placeholders for a family of code names, and symbols of the text written in code font.
@@ -72,9 +75,12 @@ PLACEHOLDERS = {"W_l", "b_l", "W_L", "b_L", "f_l", "n_0", "n_l", "n_f", "n_h", "
 _SPAN = re.compile(r"`([^`]+?)`")
 _PATH = re.compile(r"[\w.-]+(/[\w.-]+)+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DEFINED_TAG = re.compile(r"\\tag\{([A-Z][0-9]+[a-z]?)\}")
-# "(R4)", and the ranges "(R1)-(R3)", "(R7)–(R12)"
-_CITED = re.compile(r"\(([A-Z])([0-9]+)([a-z]?)\)(?:\s*[-–]\s*\(([A-Z])([0-9]+)\))?")
+# a tag's letters: one capital ("R4"), or a gated model's two ("GR4", "LS4"); not a paper's
+# name ("(MS11)", "(SMH11)")
+_LETTERS = r"(?:GR|LS|[A-Z])"
+_DEFINED_TAG = re.compile(rf"\\tag\{{({_LETTERS}[0-9]+[a-z]?)\}}")
+# "(R4)", and the ranges "(R1)-(R3)", "(R7)–(R12)", "(GR1)-(GR5)"
+_CITED = re.compile(rf"\(({_LETTERS})([0-9]+)([a-z]?)\)(?:\s*[-–]\s*\(({_LETTERS})([0-9]+)\))?")
 
 
 def code_names(paths) -> set[str]:
@@ -165,7 +171,8 @@ def test_every_quoted_code_name_exists(derivation):
 
 # notation.md's sections on one model name that model's code; the others name any module's
 NOTATION_SECTIONS = {"Recurrent network": ["models/rnn.py"],
-                     "Multiplicative RNN": ["models/mrnn.py"]}
+                     "Multiplicative RNN": ["models/mrnn.py"],
+                     "GRU": ["models/gru.py", "models/gru_torch.py"]}
 
 
 def notation_sections() -> dict[str, str]:
@@ -220,3 +227,6 @@ def test_the_checks_see_a_stale_name_and_an_uncited_tag():
     assert "direct_part" not in code_names(module_paths(["models/rnn.py"]))
     assert cited_tags("(R1)-(R3)", ranges=False) == {"R1", "R3"}
     assert cited_tags("(R1)–(R3)", ranges=True) == {"R1", "R2", "R3"}
+    assert cited_tags("(GR7)-(GR9)", ranges=True) == {"GR7", "GR8", "GR9"}
+    assert _DEFINED_TAG.findall(r"\tag{GR12} \tag{S3}") == ["GR12", "S3"]
+    assert cited_tags("as in (MS11), (GR3)", ranges=False) == {"GR3"}

@@ -39,7 +39,8 @@ def test_a_model_trained_on_torch_predicts_the_same_here(xp, device, tmp_path, d
 @pytest.mark.parametrize("model", [
     arrayhf.RNN(3, 6, 2, output="logistic"),
     arrayhf.MRNN(7, 5, 4, 7, variant="release"),
-], ids=["rnn", "mrnn"])
+    arrayhf.GRU(7, 5, 7, output="softmax", structural_curvature=1.0),
+], ids=["rnn", "mrnn", "gru"])
 def test_recurrent_checkpoints_rebuild_the_same_model(tmp_path, model):
     params = model.init(0)
     arrays = {"params": backend.to_numpy(params)}
