@@ -24,8 +24,7 @@ from arrayhf.models.gru import GRU, from_torch
 
 import oracle
 import oracle_gru
-from helpers import (assert_matches, finite_difference_jacobian, host, other_backend,
-                     relative_error)
+from helpers import assert_matches, finite_difference_jacobian, host, other_backend, relative_error
 from problems import GRU_CONFIGURATIONS, GRU_ID_CONFIGURATIONS, GRUProblem
 
 FD_TOLERANCE = 1e-7
@@ -194,7 +193,8 @@ def test_to_torch_then_from_torch_is_the_identity(xp, device):
                                    xp=xp, device=device)
         assert model.config() == problem.model.config()
         np.testing.assert_array_equal(host(params), problem.host["params"])
-        dense = oracle_gru.dense_inputs(model.config(), oracle.inputs_tensor(problem.host["inputs"]))
+        dense = oracle_gru.dense_inputs(model.config(),
+                                        oracle.inputs_tensor(problem.host["inputs"]))
         expected = model.forward(params, problem.batch.inputs).net_output
         assert relative_error(torch_net_output(gru, head, initial, dense).numpy(),
                               expected) <= EXACT_TOLERANCE

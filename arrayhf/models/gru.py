@@ -178,7 +178,8 @@ class GRU(RecurrentModel):
             input_part = input_part + blocks["b_x"]                      # (GR1) p_t
         initial = xp.broadcast_to(blocks["h_0"], (input_part.shape[1], n))
         hidden, hiddens = initial, []
-        gate_steps, reset_paths, update_paths, candidate_paths, candidate_slopes = [], [], [], [], []
+        gate_steps, candidate_slopes = [], []
+        reset_paths, update_paths, candidate_paths = [], [], []
         for input_step in time_steps(xp, input_part):
             hidden_part = hidden @ blocks["W_h"]                         # (GR1) q_t
             if self.biases:
@@ -199,15 +200,18 @@ class GRU(RecurrentModel):
             candidate_slopes.append(candidate_slope)
             hiddens.append(hidden)
         hiddens = xp.stack(hiddens)
-        net_output = hiddens @ blocks["W_hy"]                            # (GR5) z_t
-        if self.biases:
-            net_output = net_output + blocks["b_y"]
+        net_output = self._net_output(blocks, hiddens)
         return GRUCache(gate_steps=tuple(gate_steps), reset_path_steps=tuple(reset_paths),
                         update_path_steps=tuple(update_paths),
                         candidate_path_steps=tuple(candidate_paths),
                         candidate_slope_steps=tuple(candidate_slopes), hiddens=hiddens,
                         initial=initial, net_output=net_output,
                         predictions=self.output._predict(xp, net_output))
+
+    def _net_output(self, blocks, hiddens):
+        """z = h W_hy + b_y, every step at once (GR5)."""
+        net_output = hiddens @ blocks["W_hy"]                            # (GR5) z_t
+        return net_output + blocks["b_y"] if self.biases else net_output
 
     def _r_forward(self, params, v, inputs, cache, *, xp, with_pre=False):
         """R-forward pass R{z} = J v, derivations/gru.md eq. (GR7)-(GR11): the forward pass with
@@ -237,7 +241,7 @@ class GRU(RecurrentModel):
             r_hidden = (candidate_path * r_candidate_pre                         # (GR10) R{h_t}
                         + update_path * r_gate_pres[:, n:]
                         + update * r_hidden)
-            r_outputs.append(r_hidden @ blocks["W_hy"])                          # (GR11), first term
+            r_outputs.append(r_hidden @ blocks["W_hy"])                   # (GR11), first term
             if with_pre:
                 r_pres.append(xp.concat([r_gate_pres, r_candidate_pre], axis=1))
         r_net_output = xp.stack(r_outputs) + cache.hiddens @ directions["W_hy"]  # (GR11) R{z_t}

@@ -53,8 +53,9 @@ def _check_modules(torch: Any, gru: Any, head: Any) -> None:
         raise ValueError(f"expected head.in_features = gru.hidden_size = {gru.hidden_size}, got "
                          f"{head.in_features}")
     if (head.bias is not None) != bool(gru.bias):
+        head_bias = "present" if head.bias is not None else "None"
         raise ValueError(f"expected biases on both the GRU and the head or on neither, got "
-                         f"gru.bias={gru.bias}, head.bias {'present' if head.bias is not None else None}")
+                         f"gru.bias={gru.bias}, head.bias {head_bias}")
 
 
 def _host(torch: Any, tensor: Any) -> Any:
