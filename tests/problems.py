@@ -243,11 +243,12 @@ def mrnn_problem(name, xp, device, dtype="float64", seed=0):
 # -- GRU ------------------------------------------------------------------------------------
 GRU_STEPS, GRU_CASES = 5, 3
 # GRU(**arguments), inputs and mask as for the MRNN ("ids" [T, B] or "float" [T, B, n_in];
-# "lengths": sequences of 3 to 5 steps padded to 5, "random" steps scored, None: every step)
+# "lengths": sequences of 3 to 5 steps padded to 5, "random" steps scored, None: every step).
+# One n_hidden and as few other sizes as cover the cases: JAX compiles once per shape.
 GRU_CONFIGURATIONS = {
     "ids-softmax-lengths": (dict(n_inputs=4, n_hidden=3, n_outputs=4, output="softmax"),
                             "ids", "lengths"),
-    "float-linear-random-no-biases": (dict(n_inputs=3, n_hidden=4, n_outputs=2, output="linear",
+    "float-linear-random-no-biases": (dict(n_inputs=2, n_hidden=3, n_outputs=2, output="linear",
                                            biases=False), "float", "random"),
     "float-logistic-every-step-kappa-1": (dict(n_inputs=2, n_hidden=3, n_outputs=2,
                                                output="logistic", structural_curvature=1.0),

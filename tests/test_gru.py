@@ -139,13 +139,13 @@ def test_gauss_newton_and_structural_term_are_symmetric_and_positive_semidefinit
 
 def test_zero_structural_curvature_switches_the_term_off(xp, device):
     problem = GRUProblem("float-linear-random-no-biases", xp, device)
-    model = GRU(3, 4, 2, biases=False, structural_curvature=0.0)
+    model = GRU(2, 3, 2, biases=False, structural_curvature=0.0)
     product = model.structural_damping_product(problem.params, problem.batch, problem.v)
     assert float(problem.xp.max(problem.xp.abs(product))) == 0.0
 
 
 # -- torch.nn.GRU ----------------------------------------------------------------------------
-def torch_modules(n_inputs=3, n_hidden=4, n_outputs=2, bias=True, seed=0,
+def torch_modules(n_inputs=4, n_hidden=3, n_outputs=4, bias=True, seed=0,
                   dtype=torch.float64):
     generator = torch.Generator().manual_seed(seed)
     gru = torch.nn.GRU(n_inputs, n_hidden, bias=bias, dtype=dtype)
@@ -171,9 +171,9 @@ def test_forward_pass_is_torch_gru_and_linear(xp, device, bias):
     gru, head, initial = torch_modules(bias=bias)
     model, params = from_torch(gru, head, initial, xp=xp, device=device)
     rng = np.random.default_rng(3)
-    inputs = rng.standard_normal((6, 4, 3))
-    ids = rng.integers(0, 3, (6, 4))
-    for given, dense in ((inputs, inputs), (ids, np.eye(3)[ids])):
+    inputs = rng.standard_normal((5, 3, 4))   # the shapes of the "ids-softmax-lengths" problem
+    ids = rng.integers(0, 4, (5, 3))
+    for given, dense in ((inputs, inputs), (ids, np.eye(4)[ids])):
         moved = backend.from_host(given, xp, device=device)
         expected = torch_net_output(gru, head, initial, oracle.tensor(dense))
         net_output = model.forward(params, moved).net_output
@@ -219,7 +219,7 @@ def test_from_torch_then_to_torch_gives_the_same_modules(bias):
         assert list(old_state) == list(new_state)
         assert all(torch.equal(old_state[key], new_state[key]) for key in old_state)
     assert torch.equal(new_initial, initial)
-    inputs = torch.randn(5, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    inputs = torch.randn(5, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch_net_output(new_gru, new_head, new_initial, inputs),
                        torch_net_output(gru, head, initial, inputs))
 
@@ -227,16 +227,16 @@ def test_from_torch_then_to_torch_gives_the_same_modules(bias):
 def test_from_torch_refuses_other_modules():
     gru, head, _ = torch_modules()
     cases = [
-        ((torch.nn.LSTM(3, 4), head), TypeError, "expected gru a torch.nn.GRU"),
-        ((gru, torch.nn.GRU(4, 2)), TypeError, "expected head a torch.nn.Linear"),
-        ((torch.nn.GRU(3, 4, num_layers=2), head), ValueError, "num_layers=1"),
-        ((torch.nn.GRU(3, 4, bidirectional=True), head), ValueError, "bidirectional=False"),
-        ((torch.nn.GRU(3, 4, batch_first=True), head), ValueError, "batch_first=False"),
-        ((gru, torch.nn.Linear(5, 2)), ValueError, r"head.in_features = gru.hidden_size = 4"),
-        ((gru, torch.nn.Linear(4, 2, bias=False)), ValueError, "biases on both"),
-        ((gru, head, torch.zeros(1, 2, 4)), ValueError,
-         r"expected initial_state a float array of shape \[4\], \[1, 4\] or \[1, 1, 4\]"),
-        ((gru, head, torch.zeros(4, dtype=torch.int64)), ValueError, "initial_state"),
+        ((torch.nn.LSTM(4, 3), head), TypeError, "expected gru a torch.nn.GRU"),
+        ((gru, torch.nn.GRU(3, 2)), TypeError, "expected head a torch.nn.Linear"),
+        ((torch.nn.GRU(4, 3, num_layers=2), head), ValueError, "num_layers=1"),
+        ((torch.nn.GRU(4, 3, bidirectional=True), head), ValueError, "bidirectional=False"),
+        ((torch.nn.GRU(4, 3, batch_first=True), head), ValueError, "batch_first=False"),
+        ((gru, torch.nn.Linear(5, 2)), ValueError, r"head.in_features = gru.hidden_size = 3"),
+        ((gru, torch.nn.Linear(3, 2, bias=False)), ValueError, "biases on both"),
+        ((gru, head, torch.zeros(1, 2, 3)), ValueError,
+         r"expected initial_state a float array of shape \[3\], \[1, 3\] or \[1, 1, 3\]"),
+        ((gru, head, torch.zeros(3, dtype=torch.int64)), ValueError, "initial_state"),
     ]
     for arguments, error, message in cases:
         with pytest.raises(error, match=message):
@@ -426,18 +426,18 @@ def test_same_seed_same_parameters_and_loss_on_another_backend(xp, device):
 
 # -- the optimizer ---------------------------------------------------------------------------
 def test_a_short_hf_run_decreases_the_loss(xp, device):
-    """The GRU plugs into HF: three iterations on the addition problem (T = 10), with structural
-    damping, lower the training loss. Martens' preconditioner is refused (no per-case squared
-    gradients for a recurrent model)."""
-    dataset = arrayhf.Pathological("addition", T=10, batch_size=40, n_train_batches=1,
+    """The GRU plugs into HF: two iterations on the addition problem (T = 10), with structural
+    damping, more than halve the training loss (to 0.09 of it, measured). Martens'
+    preconditioner is refused (no per-case squared gradients for a recurrent model)."""
+    dataset = arrayhf.Pathological("addition", T=10, batch_size=20, n_train_batches=1,
                                    n_test_batches=1, xp=xp, device=device)
-    model = GRU(dataset.n_inputs, 6, dataset.n_outputs, output=dataset.output)
+    model = GRU(dataset.n_inputs, 3, dataset.n_outputs, output=dataset.output)
     with pytest.raises(ValueError, match="per_case_squared_gradient"):
         arrayhf.HF(model, dataset, preconditioner=True, progress=False)
-    optimizer = arrayhf.HF(model, dataset, damping=1.0, max_cg_iter=20,
+    optimizer = arrayhf.HF(model, dataset, damping=1.0, max_cg_iter=8,
                            structural_damping_mu=0.1, progress=False)
     batch = dataset.batch(dataset.train_batches[0])
     before = float(model.loss(optimizer.params, batch))
-    optimizer.run(3)
+    optimizer.run(2)
     after = float(model.loss(optimizer.params, batch))
-    assert after < 0.9 * before, (before, after)
+    assert after < 0.5 * before, (before, after)
