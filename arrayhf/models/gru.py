@@ -184,8 +184,8 @@ class GRU(RecurrentModel):
             hidden_part = hidden @ blocks["W_h"]                         # (GR1) q_t
             if self.biases:
                 hidden_part = hidden_part + blocks["b_h"]
-            gates = nonlinearities.logistic(xp, input_step[:, :2 * n]
-                                            + hidden_part[:, :2 * n])    # (GR2) [r_t, ζ_t]
+            gate_pres = input_step[:, :2 * n] + hidden_part[:, :2 * n]   # (GR2) [a^r_t, a^ζ_t]
+            gates = 0.5 * xp.tanh(0.5 * gate_pres) + 0.5                 # (GR2) σ: [r_t, ζ_t]
             reset, update = gates[:, :n], gates[:, n:]
             reset_hidden = hidden_part[:, 2 * n:]                        # q^n_t
             candidate = xp.tanh(input_step[:, 2 * n:] + reset * reset_hidden)   # (GR3) n_t
