@@ -105,9 +105,10 @@ def gru_structural_product(config, params, inputs, v, count):
 
 
 def gru_structural_penalty(config, params, inputs, anchor, count):
-    """D_n(θ) = Σ κ_j d_j(a_j(θ); aⁿ_j) / N: the matching loss of every gated unit on its
+    """D_n(θ) = Σ κ_j d_j(a_j(θ); ā_j) / N: the matching loss of every gated unit on its
     pre-activation, ψ = softplus for the logistic gates (κ_j = 4κ), ψ = log cosh for the tanh
-    candidate (κ_j = κ), d(a; aⁿ) = ψ(a) − ψ(aⁿ) − ψ'(aⁿ)(a − aⁿ), aⁿ = ``anchor`` held fixed."""
+    candidate (κ_j = κ), d(a; ā) = ψ(a) − ψ(ā) − ψ'(ā)(a − ā), with ā = ``anchor`` = a(θ_n)
+    held fixed (derivations/gru.md, "Structural damping")."""
     n_h, kappa = config["n_hidden"], config["structural_curvature"]
     pre = gru_pre_activations_and_net_output(config, params, inputs)[0]
 

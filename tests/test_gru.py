@@ -211,6 +211,9 @@ def test_from_torch_then_to_torch_gives_the_same_modules(bias):
     random state is left alone (the new modules are not initialized randomly first)."""
     gru, head, initial = torch_modules(bias=bias, seed=5)
     model, params = from_torch(gru, head, initial[0, 0], xp=backend.namespace("numpy"))
+    for same_state in (initial, initial.numpy()[0], initial.reshape(-1).tolist()):
+        np.testing.assert_array_equal(from_torch(gru, head, same_state,
+                                                 xp=backend.namespace("numpy"))[1], params)
     state = torch.random.get_rng_state()
     new_gru, new_head, new_initial = model.to_torch(params)
     assert torch.equal(state, torch.random.get_rng_state())

@@ -65,10 +65,12 @@ def _host(torch: Any, tensor: Any) -> Any:
 
 def _initial_state(torch: Any, initial_state: Any, n_hidden: int) -> Any:
     """h_0 [n_h] on the host from torch's initial state: None (torch's zeros), or n_h numbers
-    shaped [n_h], [1, n_h] or [1, 1, n_h]."""
+    shaped [n_h], [1, n_h] or [1, 1, n_h]: a float tensor, or anything else torch reads as
+    numbers (an array, a list), read in float64."""
     if initial_state is None:
         return [0.0] * n_hidden
-    state = torch.as_tensor(initial_state)
+    state = (initial_state if isinstance(initial_state, torch.Tensor)
+             else torch.as_tensor(initial_state, dtype=torch.float64))
     allowed = [(n_hidden,), (1, n_hidden), (1, 1, n_hidden)]
     if tuple(state.shape) not in allowed or not state.is_floating_point():
         raise ValueError(f"expected initial_state a float array of shape [{n_hidden}], "
