@@ -180,6 +180,19 @@ def test_forward_pass_is_torch_gru_and_linear(xp, device, bias):
         assert relative_error(net_output, expected.numpy()) <= EXACT_TOLERANCE
 
 
+def test_gates_have_the_logistic_s_absolute_accuracy(xp, device):
+    """(GR2) computes σ(a) as ½ tanh(a/2) + ½ (gru.md, "The logistic through tanh"): within a few
+    ulps of 1 of the exact σ, also where |a| is large (θ × 30 here: |a| up to ~100)."""
+    problem = GRUProblem("float-logistic-every-step-kappa-1", xp, device)
+    large = 30 * problem.host["params"]
+    cache = problem.model.forward(problem.to_xp(large), problem.batch.inputs)
+    gate_pres = oracle_pre_activations(problem, large)[..., :2 * problem.model.n_hidden]
+    assert np.abs(gate_pres).max() > 40
+    exact = 1 / (1 + np.exp(-gate_pres))
+    gates = np.stack([host(step) for step in cache.gate_steps])
+    assert np.abs(gates - exact).max() <= 4 * np.finfo(np.float64).eps
+
+
 def test_to_torch_then_from_torch_is_the_identity(xp, device):
     """θ → modules → θ gives θ bit for bit (float64 and float32), and the modules run as the
     model does; the modules' dtype is θ's."""
