@@ -1,10 +1,10 @@
 """arrayhf: Hessian-free optimization with hand-derived Gauss-Newton products on any array backend.
 
-The public API: the models (FNN, RNN, MRNN, LSTM) and their matching losses, the Batch container and
-the data sets (ArrayDataset, Pathological, Text, and ShardedDataset, one process's rows of any of
-them), the HF optimizer, the protocols HF relies on (HFModel, HFDataset), load() (a model and θ
-from a checkpoint), the backend layer, and the communicator of runs on several processes
-(``arrayhf.distributed``).
+The public API: the models (FNN, RNN, MRNN, LSTM, GRU) and their matching losses, the Batch
+container and the data sets (ArrayDataset, Pathological, Text, and ShardedDataset, one process's
+rows of any of them), the HF optimizer, the protocols HF relies on (HFModel, HFDataset), load() (a
+model and θ from a checkpoint), the backend layer, and the communicator of runs on several
+processes (``arrayhf.distributed``).
 """
 
 from arrayhf import backend, curvature, distributed, losses, nonlinearities
@@ -18,13 +18,14 @@ from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
-from arrayhf.models import FNN, LSTM, MRNN, RNN, Model
+from arrayhf.models import FNN, GRU, LSTM, MRNN, RNN, Model
 from arrayhf.protocols import HFDataset, HFModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FNN",
+    "GRU",
     "HF",
     "ArrayDataset",
     "HFConfig",

@@ -2,10 +2,10 @@
 model protocol" and "The data-set protocol").
 
 Any object with these attributes works: ``HF`` takes a model and a data set by what they can do,
-not by their class. ``arrayhf.FNN``, ``RNN`` and ``MRNN`` satisfy :class:`HFModel` through
-``arrayhf.Model``; ``ArrayDataset``, ``Pathological`` and ``Text`` satisfy :class:`HFDataset`. The
-classes are ``runtime_checkable``, so ``isinstance(obj, HFModel)`` tells whether the methods are
-there (not whether they are right: the derivative tests do that).
+not by their class. ``arrayhf.FNN``, ``RNN``, ``MRNN``, ``LSTM`` and ``GRU`` satisfy
+:class:`HFModel` through ``arrayhf.Model``; ``ArrayDataset``, ``Pathological`` and ``Text`` satisfy
+:class:`HFDataset`. The classes are ``runtime_checkable``, so ``isinstance(obj, HFModel)`` tells
+whether the methods are there (not whether they are right: the derivative tests do that).
 
 Arrays are typed ``Any``: the array API standard has no static array type, and arrayhf takes the
 arrays of any conforming library.

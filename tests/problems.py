@@ -10,6 +10,7 @@ from arrayhf import backend
 from arrayhf.models.mrnn import MRNN
 
 import oracle
+import oracle_gru
 import oracle_lstm
 from helpers import host
 
@@ -153,12 +154,14 @@ MRNN_ID_CONFIGURATIONS = [name for name, (_, kind, _) in MRNN_CONFIGURATIONS.ite
 class MRNNProblem:
     """An MRNN with parameters, a batch and two directions on (xp, dtype, device), their host
     copies, and the oracle. Integer ids stay integers on every backend (``ids_dtype``). Another
-    model that takes ids or float rows (the LSTM) sets the four class attributes below."""
+    model that takes ids or float rows (the LSTM, the GRU) sets the class attributes below, or
+    overrides the oracle methods."""
 
     configurations = MRNN_CONFIGURATIONS
     model_class = MRNN
     oracle_net_output = staticmethod(oracle.mrnn_net_output)
     oracle_structural = staticmethod(oracle.mrnn_structural_product)
+    n_steps, n_cases = MRNN_STEPS, MRNN_CASES
 
     def __init__(self, name, xp, device, dtype="float64", seed=0, one_hot=False,
                  ids_dtype="int64"):
@@ -167,7 +170,7 @@ class MRNNProblem:
         self.xp, self.device = xp, device
         self.dtype = backend.resolve_dtype(xp, dtype)
         rng = np.random.default_rng(seed)
-        shape = (MRNN_STEPS, MRNN_CASES)
+        shape = (self.n_steps, self.n_cases)
         n_inputs = arguments["n_inputs"]
         if kind == "ids":
             inputs = rng.integers(0, n_inputs, shape)
@@ -176,9 +179,9 @@ class MRNNProblem:
         targets = host_targets(rng, arguments["output"], shape + (arguments["n_outputs"],))
         mask = None
         if mask_kind == "lengths":
-            lengths = rng.integers(3, MRNN_STEPS + 1, MRNN_CASES)
-            lengths[0] = MRNN_STEPS
-            mask = (np.arange(MRNN_STEPS)[:, None] < lengths).astype(np.float64)
+            lengths = rng.integers(3, self.n_steps + 1, self.n_cases)
+            lengths[0] = self.n_steps
+            mask = (np.arange(self.n_steps)[:, None] < lengths).astype(np.float64)
         elif mask_kind == "random":
             mask = (rng.uniform(size=shape) < 0.5).astype(np.float64)
             mask[-1, 0] = 1.0
@@ -209,7 +212,7 @@ class MRNNProblem:
     @property
     def output_count(self):
         mask = self.host["mask"]
-        return float(mask.sum()) if mask is not None else float(MRNN_STEPS * MRNN_CASES)
+        return float(mask.sum()) if mask is not None else float(self.n_steps * self.n_cases)
 
     # host functions of a host parameter vector, for finite differences
     def loss_at(self, params):
@@ -235,8 +238,6 @@ class MRNNProblem:
     def oracle_structural_product(self):
         params, inputs, _, _, v = self.tensors()
         return self.oracle_structural(self.model.config(), params, inputs, v, self.output_count)
-
-
 
 
 def mrnn_problem(name, xp, device, dtype="float64", seed=0):
@@ -270,6 +271,45 @@ class LSTMProblem(MRNNProblem):
 
 def lstm_problem(name, xp, device, dtype="float64", seed=0):
     return LSTMProblem(name, xp, device, dtype=dtype, seed=seed)
+# -- GRU ------------------------------------------------------------------------------------
+GRU_STEPS, GRU_CASES = 5, 3
+# GRU(**arguments), inputs and mask as for the MRNN ("ids" [T, B] or "float" [T, B, n_in];
+# "lengths": sequences of 3 to 5 steps padded to 5, "random" steps scored, None: every step).
+# One n_hidden and as few other sizes as cover the cases: JAX compiles once per shape.
+GRU_CONFIGURATIONS = {
+    "ids-softmax-lengths": (dict(n_inputs=4, n_hidden=3, n_outputs=4, output="softmax"),
+                            "ids", "lengths"),
+    "float-linear-random-no-biases": (dict(n_inputs=2, n_hidden=3, n_outputs=2, output="linear",
+                                           biases=False), "float", "random"),
+    "float-logistic-every-step-kappa-1": (dict(n_inputs=2, n_hidden=3, n_outputs=2,
+                                               output="logistic", structural_curvature=1.0),
+                                          "float", None),
+}
+GRU_ID_CONFIGURATIONS = [name for name, (_, kind, _) in GRU_CONFIGURATIONS.items()
+                         if kind == "ids"]
+
+
+class GRUProblem(MRNNProblem):
+    """A GRU with parameters, a batch and two directions on (xp, dtype, device), their host
+    copies, and the oracle of tests/oracle_gru.py."""
+
+    configurations, model_class = GRU_CONFIGURATIONS, arrayhf.GRU
+    n_steps, n_cases = GRU_STEPS, GRU_CASES
+
+    def oracle(self):
+        """(loss, gradient, J v, G v) by torch.func."""
+        params, inputs, targets, mask, v = self.tensors()
+        return oracle_gru.gru_products(self.model.config(), self.model.output.name, params,
+                                       inputs, v, targets, mask)
+
+    def oracle_structural_product(self):
+        params, inputs, _, _, v = self.tensors()
+        return oracle_gru.gru_structural_product(self.model.config(), params, inputs, v,
+                                                 self.output_count)
+
+
+def gru_problem(name, xp, device, dtype="float64", seed=0):
+    return GRUProblem(name, xp, device, dtype=dtype, seed=seed)
 
 
 CASES = {
@@ -277,6 +317,7 @@ CASES = {
     **{f"rnn/{name}": (rnn_problem, name) for name in RNN_CONFIGURATIONS},
     **{f"mrnn/{name}": (mrnn_problem, name) for name in MRNN_CONFIGURATIONS},
     **{f"lstm/{name}": (lstm_problem, name) for name in LSTM_CONFIGURATIONS},
+    **{f"gru/{name}": (gru_problem, name) for name in GRU_CONFIGURATIONS},
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "arrayhf"
 # Host-side modules among the models: the conversions to and from torch modules, which import
 # torch (inside their functions) and numpy, as checkpoint I/O does (ARCHITECTURE.md, "Host side").
-HOST_SIDE_MODELS = {"lstm_torch.py"}
+HOST_SIDE_MODELS = {"lstm_torch.py", "gru_torch.py"}
 COMPUTE_MODULES = sorted(
     [PACKAGE / "losses.py", PACKAGE / "nonlinearities.py", PACKAGE / "curvature.py",
      PACKAGE / "_validate.py", PACKAGE / "layout.py"]

@@ -47,7 +47,8 @@ def assert_ours(error):
 # -- model entry points ---------------------------------------------------------------------------
 MODEL_CASES = ["fnn/tanh-softmax-masked", "rnn/tanh-linear-last-step",
                "mrnn/paper-ids-softmax-lengths", "mrnn/release-float-logistic-every-step",
-               "lstm/ids-softmax-lengths", "lstm/float-linear-random-no-biases"]
+               "lstm/ids-softmax-lengths", "lstm/float-linear-random-no-biases",
+               "gru/ids-softmax-lengths", "gru/float-linear-random-no-biases"]
 METHODS = {
     "forward": ("params", "inputs"),
     "predict": ("params", "inputs"),

@@ -63,6 +63,7 @@ PROVES = {
     "rnn.md": ["models/rnn.py"],
     "mrnn.md": ["models/mrnn.py"],
     "lstm.md": ["models/lstm.py", "models/lstm_torch.py"],
+    "gru.md": ["models/gru.py", "models/gru_torch.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
     "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
@@ -82,6 +83,8 @@ QUOTED_ELSEWHERE = {
     "nnet_train_2", "precon", "chs",
     # torch, the autodiff oracle of the tests; torch's index_add and numpy's add.at
     "torch", "func", "index_add", "add", "at",
+    # torch.nn.GRU's initialization (derivations/gru.md)
+    "reset_parameters",
 }
 
 # Placeholders for a family of code names, and symbols of the text written in code font.
@@ -166,7 +169,8 @@ def test_every_quoted_code_name_exists(derivation):
 # notation.md's sections on one model name that model's code; the others name any module's
 NOTATION_SECTIONS = {"Recurrent network": ["models/rnn.py"],
                      "Multiplicative RNN": ["models/mrnn.py"],
-                     "LSTM": ["models/lstm.py", "models/lstm_torch.py"]}
+                     "LSTM": ["models/lstm.py", "models/lstm_torch.py"],
+                     "GRU": ["models/gru.py", "models/gru_torch.py"]}
 
 
 def notation_sections() -> dict[str, str]:
@@ -222,3 +226,6 @@ def test_the_checks_see_a_stale_name_and_an_uncited_tag():
     assert cited_tags("(R1)-(R3)", ranges=False) == {"R1", "R3"}
     assert cited_tags("(R1)–(R3)", ranges=True) == {"R1", "R2", "R3"}
     assert cited_tags("(LS7)-(LS9), (MS11)", ranges=True) == {"LS7", "LS8", "LS9"}
+    assert cited_tags("(GR7)-(GR9)", ranges=True) == {"GR7", "GR8", "GR9"}
+    assert equation_tags.DEFINED_TAG.findall(r"\tag{GR12} \tag{S3}") == ["GR12", "S3"]
+    assert cited_tags("as in (MS11), (GR3)", ranges=False) == {"GR3"}

@@ -40,7 +40,8 @@ def test_a_model_trained_on_torch_predicts_the_same_here(xp, device, tmp_path, d
     arrayhf.RNN(3, 6, 2, output="logistic"),
     arrayhf.MRNN(7, 5, 4, 7, variant="release"),
     arrayhf.LSTM(7, 5, 7, output="softmax", structural_curvature=0.5),
-], ids=["rnn", "mrnn", "lstm"])
+    arrayhf.GRU(7, 5, 7, output="softmax", structural_curvature=1.0),
+], ids=["rnn", "mrnn", "lstm", "gru"])
 def test_recurrent_checkpoints_rebuild_the_same_model(tmp_path, model):
     params = model.init(0)
     arrays = {"params": backend.to_numpy(params)}

@@ -13,7 +13,8 @@ from datasets import blobs
 
 def test_every_model_satisfies_the_model_protocol():
     models = [arrayhf.FNN([3, 4, 2]), arrayhf.RNN(3, 4, 2), arrayhf.MRNN(3, 4, 2, 3),
-              arrayhf.MRNN(3, 4, 2, 3, variant="release"), arrayhf.LSTM(3, 4, 2)]
+              arrayhf.MRNN(3, 4, 2, 3, variant="release"), arrayhf.LSTM(3, 4, 2),
+              arrayhf.GRU(3, 4, 2)]
     for model in models:
         assert isinstance(model, HFModel), type(model).__name__
         assert isinstance(model, CurvatureOperatorModel), type(model).__name__

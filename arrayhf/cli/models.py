@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from arrayhf.models.gru import GRU
 from arrayhf.models.lstm import LSTM
 from arrayhf.models.mrnn import MRNN
 from arrayhf.models.rnn import RNN
 
 # --model's choices, the first the pathological default (the release's tanh RNN)
-MODELS = ("rnn", "mrnn", "lstm")
+MODELS = ("rnn", "mrnn", "lstm", "gru")
 # the gated models, built with biases always (the LSTM's forget-gate bias starts at 1)
-GATED = {"lstm": LSTM}
+GATED = {"lstm": LSTM, "gru": GRU}
 
 
 def check_model(name: str) -> None:

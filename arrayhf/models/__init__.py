@@ -2,16 +2,17 @@
 
 from arrayhf.models.base import Model
 from arrayhf.models.fnn import FNN
+from arrayhf.models.gru import GRU
 from arrayhf.models.lstm import LSTM
 from arrayhf.models.mrnn import MRNN
 from arrayhf.models.rnn import RNN
 
-__all__ = ["FNN", "LSTM", "MRNN", "RNN", "Model", "from_config"]
+__all__ = ["FNN", "GRU", "LSTM", "MRNN", "RNN", "Model", "from_config"]
 
 
 def from_config(config: dict) -> Model:
     """The model a ``model.config()`` dictionary describes (the JSON of a checkpoint)."""
-    classes = {"FNN": FNN, "RNN": RNN, "MRNN": MRNN, "LSTM": LSTM}
+    classes = {"FNN": FNN, "RNN": RNN, "MRNN": MRNN, "LSTM": LSTM, "GRU": GRU}
     if not isinstance(config, dict) or config.get("class") not in classes:
         raise ValueError(f"expected a model description with 'class' in {sorted(classes)}, "
                          f"got {config!r}")
