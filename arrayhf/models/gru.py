@@ -98,6 +98,8 @@ class GRU(RecurrentModel):
         κ of the structural damping term Κ = κ·diag(4σ'(a^r), 4σ'(a^ζ), tanh'(a^n)), eq. (GR19).
         Default 1/4 (tanh's, the 2011 release's): the gates then get logistic's own κ = 1.
 
+    Notes
+    -----
     The gates are logistic and the candidate tanh (no ``hidden`` argument: torch.nn.GRU has no
     choice either). Parameter blocks, in order: ``W_x`` [n_in, 3n_h], ``W_h`` [n_h, 3n_h],
     ``b_x`` [3n_h], ``b_h`` [3n_h] (torch's ``weight_ih_l0ᵀ``, ``weight_hh_l0ᵀ``, ``bias_ih_l0``,
