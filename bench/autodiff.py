@@ -96,6 +96,49 @@ def mrnn_net_output(model, params, ids):
     return net_output + blocks["b_y"] if model.biases else net_output
 
 
+def lstm_net_output(model, params, inputs):
+    """z of arrayhf.LSTM ``model`` (torch.nn.LSTM's equations) on float inputs [T, B, n_in]."""
+    blocks = unflatten(model.layout, params)
+    n = model.n_hidden
+    input_part = inputs @ blocks["W_x"]
+    if model.biases:
+        input_part = input_part + blocks["b"]
+    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
+    cell = blocks["c_0"].expand(inputs.shape[1], -1)
+    hiddens = []
+    for step_input in input_part.unbind(0):
+        pre = step_input + hidden @ blocks["W_h"]
+        input_gate, forget_gate = torch.sigmoid(pre[:, :n]), torch.sigmoid(pre[:, n:2 * n])
+        candidate, output_gate = torch.tanh(pre[:, 2 * n:3 * n]), torch.sigmoid(pre[:, 3 * n:])
+        cell = forget_gate * cell + input_gate * candidate
+        hidden = output_gate * torch.tanh(cell)
+        hiddens.append(hidden)
+    net_output = torch.stack(hiddens) @ blocks["W_hy"]
+    return net_output + blocks["b_y"] if model.biases else net_output
+
+
+def gru_net_output(model, params, inputs):
+    """z of arrayhf.GRU ``model`` (torch.nn.GRU's equations) on float inputs [T, B, n_in]."""
+    blocks = unflatten(model.layout, params)
+    n = model.n_hidden
+    input_part = inputs @ blocks["W_x"]
+    if model.biases:
+        input_part = input_part + blocks["b_x"]
+    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
+    hiddens = []
+    for step_input in input_part.unbind(0):
+        hidden_part = hidden @ blocks["W_h"]
+        if model.biases:
+            hidden_part = hidden_part + blocks["b_h"]
+        reset = torch.sigmoid(step_input[:, :n] + hidden_part[:, :n])
+        update = torch.sigmoid(step_input[:, n:2 * n] + hidden_part[:, n:2 * n])
+        candidate = torch.tanh(step_input[:, 2 * n:] + reset * hidden_part[:, 2 * n:])
+        hidden = (1 - update) * candidate + update * hidden
+        hiddens.append(hidden)
+    net_output = torch.stack(hiddens) @ blocks["W_hy"]
+    return net_output + blocks["b_y"] if model.biases else net_output
+
+
 def gauss_newton_product(net_output, params, targets, mask, output: str):
     """G v by torch.func with the forward pass and its pullback computed once (see the module
     docstring); returns the function v -> G v."""

@@ -8,8 +8,10 @@ against one gradient, and against the BLAS rate on the matrix shapes the routine
 Cases (the issue's sizes): the RNN of the 2011 release's demo (2 inputs, 100 tanh units, 1 linear
 output, no biases) on the addition problem at T = 200 with a curvature batch of 1000 sequences;
 a character-level MRNN (86 symbols, 100 hidden units, 100 factors, ids as inputs, softmax) at
-T = 100 on 200 sequences; the CURVES autoencoder of HF10 (784-400-200-100-50-25-6-25-...-784,
-logistic units, linear code, logistic output) on 1000 images. Each in float64 and float32.
+T = 100 on 200 sequences; the LSTM and the GRU (100 hidden units, 10 float inputs, 10 linear
+outputs) at T = 100 on 500 sequences (``--cases lstm,gru``); the CURVES autoencoder of HF10
+(784-400-200-100-50-25-6-25-...-784, logistic units, linear code, logistic output) on 1000
+images. Each in float64 and float32.
 
 What is timed, interleaved round by round after warm-up (bench/common.py), medians:
 
@@ -46,6 +48,20 @@ def rnn_products(T, B, n_in, n_h, n_out) -> dict:
     r_forward = [(TB, n_in, n_h, 1), (TB, n_h, n_h, 1), (B, n_h, n_h, T), (TB, n_h, n_out, 2)]
     backprop = [(TB, n_out, n_h, 1), (B, n_h, n_h, T), (n_in, TB, n_h, 1), (n_h, TB, n_h, 1),
                 (n_h, TB, n_out, 1), (B, n_h, n_h, 1)]
+    return {"Gv": r_forward + backprop, "gradient": forward + backprop, "forward": forward}
+
+
+def gated_products(T, B, n_in, n_h, n_out, gates) -> dict:
+    """(m, k, n, count) of every matrix product of arrayhf.LSTM's (``gates`` = 4) or
+    arrayhf.GRU's (3) passes on float inputs (models/lstm.py, models/gru.py): per step, one
+    product with W_h forward, the input and recurrent products of R-forward, the transposed
+    products and the per-step weight gradients of BPTT."""
+    TB, width = T * B, gates * n_h
+    forward = [(TB, n_in, width, 1), (B, n_h, width, T), (TB, n_h, n_out, 1)]
+    r_forward = [(B, n_in, width, T), (B, n_h, width, 2 * T), (B, n_h, n_out, T),
+                 (TB, n_h, n_out, 1)]
+    backprop = [(B, n_out, n_h, T), (B, width, n_h, T), (n_in, B, width, T), (n_h, B, width, T),
+                (n_h, TB, n_out, 1)] + ([(B, width, n_h, 1)] if gates == 4 else [])
     return {"Gv": r_forward + backprop, "gradient": forward + backprop, "forward": forward}
 
 
@@ -106,6 +122,21 @@ def mrnn_case(quick):
     host = {"inputs": ids[:-1], "targets": np.eye(symbols)[ids[1:]], "mask": None}
     return {"name": f"MRNN {symbols} symbols, {n_h} hidden/factors, T={T}, batch {B}",
             "model": model, "host": host, "net": autodiff.mrnn_net_output, "products": None}
+
+
+def gated_case(model_class, quick):
+    """An LSTM or GRU (issue sizes: T = 100, batch 500, 100 hidden; 10 float inputs and 10
+    linear outputs, every step scored)."""
+    T, B, n_h, n_io = (20, 50, 16, 4) if quick else (100, 500, 100, 10)
+    rng = np.random.default_rng(4)
+    model = model_class(n_io, n_h, n_io, output="linear")
+    host = {"inputs": rng.standard_normal((T, B, n_io)),
+            "targets": rng.standard_normal((T, B, n_io)), "mask": None}
+    gates, net = ((4, autodiff.lstm_net_output) if model_class is arrayhf.LSTM
+                  else (3, autodiff.gru_net_output))
+    return {"name": f"{model_class.__name__} {n_h} hidden, {n_io} in/out, T={T}, batch {B}",
+            "model": model, "host": host, "net": net,
+            "products": gated_products(T, B, n_io, n_h, n_io, gates)}
 
 
 def fnn_case(quick):
@@ -199,12 +230,14 @@ def measure(case, dtype, args):
 
 def main():
     parser = common.options(__doc__.splitlines()[0], default_backend="torch")
-    parser.add_argument("--cases", default="rnn,mrnn,fnn")
+    parser.add_argument("--cases", default="rnn,mrnn,fnn,lstm,gru")
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy column")
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 5)
-    builders = {"rnn": rnn_case, "mrnn": mrnn_case, "fnn": fnn_case}
+    builders = {"rnn": rnn_case, "mrnn": mrnn_case, "fnn": fnn_case,
+                "lstm": lambda quick: gated_case(arrayhf.LSTM, quick),
+                "gru": lambda quick: gated_case(arrayhf.GRU, quick)}
     results = []
     for name in args.cases.split(","):
         case = builders[name](args.quick)
