@@ -18,12 +18,13 @@ from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
-from arrayhf.models import FNN, GRU, LSTM, MRNN, RNN, Model
+from arrayhf.models import FNN, GRU, LSTM, MRNN, RNN, Model, from_torch
 from arrayhf.protocols import HFDataset, HFModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "from_torch",
     "FNN",
     "GRU",
     "HF",

@@ -139,6 +139,27 @@ def gru_net_output(model, params, inputs):
     return net_output + blocks["b_y"] if model.biases else net_output
 
 
+def module_net_output(model, params, inputs):
+    """z of arrayhf.LSTM or arrayhf.GRU ``model`` computed by torch's own ``torch.nn.LSTM`` /
+    ``torch.nn.GRU`` module (fused kernels where torch has them), its weights θ's blocks through
+    ``torch.func.functional_call``: what an autodiff user of the torch module differentiates."""
+    blocks = unflatten(model.layout, params)
+    kind = type(model).__name__
+    module_class = torch.nn.LSTM if kind == "LSTM" else torch.nn.GRU
+    module = module_class(model.n_inputs, model.n_hidden, device="meta")
+    weights = {"weight_ih_l0": blocks["W_x"].T, "weight_hh_l0": blocks["W_h"].T}
+    if kind == "LSTM":
+        weights["bias_ih_l0"] = blocks["b"]
+        weights["bias_hh_l0"] = torch.zeros_like(blocks["b"])
+        initial = (blocks["h_0"].expand(1, inputs.shape[1], -1).contiguous(),
+                   blocks["c_0"].expand(1, inputs.shape[1], -1).contiguous())
+    else:
+        weights["bias_ih_l0"], weights["bias_hh_l0"] = blocks["b_x"], blocks["b_h"]
+        initial = blocks["h_0"].expand(1, inputs.shape[1], -1).contiguous()
+    hiddens, _ = torch.func.functional_call(module, weights, (inputs, initial))
+    return hiddens @ blocks["W_hy"] + blocks["b_y"]
+
+
 def gauss_newton_product(net_output, params, targets, mask, output: str):
     """G v by torch.func with the forward pass and its pullback computed once (see the module
     docstring); returns the function v -> G v."""

@@ -9,7 +9,9 @@ Cases (the issue's sizes): the RNN of the 2011 release's demo (2 inputs, 100 tan
 output, no biases) on the addition problem at T = 200 with a curvature batch of 1000 sequences;
 a character-level MRNN (86 symbols, 100 hidden units, 100 factors, ids as inputs, softmax) at
 T = 100 on 200 sequences; the LSTM and the GRU (100 hidden units, 10 float inputs, 10 linear
-outputs) at T = 100 on 500 sequences (``--cases lstm,gru``); the CURVES autoencoder of HF10
+outputs) at T = 100 on 500 sequences (``--cases lstm,gru``; also against torch.func through
+``torch.nn.LSTM`` / ``torch.nn.GRU`` themselves, or the error that stops it, which the issue
+expects on CUDA, where the fused GRU cell has no forward-mode AD); the CURVES autoencoder of HF10
 (784-400-200-100-50-25-6-25-...-784, logistic units, linear code, logistic output) on 1000
 images. Each in float64 and float32.
 
@@ -135,7 +137,7 @@ def gated_case(model_class, quick):
     gates, net = ((4, autodiff.lstm_net_output) if model_class is arrayhf.LSTM
                   else (3, autodiff.gru_net_output))
     return {"name": f"{model_class.__name__} {n_h} hidden, {n_io} in/out, T={T}, batch {B}",
-            "model": model, "host": host, "net": net,
+            "model": model, "host": host, "net": net, "module_net": autodiff.module_net_output,
             "products": gated_products(T, B, n_io, n_h, n_io, gates)}
 
 
@@ -206,6 +208,17 @@ def measure(case, dtype, args):
             timed[f"BLAS {routine} products"] = blas_function(xp, device, dtype,
                                                               case["products"][routine])
 
+    module_note = None
+    if case.get("module_net") is not None:   # autodiff through torch.nn.LSTM / torch.nn.GRU
+        def module_net(p):
+            return case["module_net"](model, p, t_batch.inputs)
+        try:
+            module_gv = autodiff.gauss_newton_product(module_net, t_params, t_batch.targets,
+                                                      t_batch.mask, output)
+            module_gv(t_v)
+            timed["torch.func Gv (torch module)"] = lambda: module_gv(t_v)
+        except Exception as error:   # noqa: BLE001: the failure is the result
+            module_note = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
     # the two Gv agree (float64: to rounding; float32: to float32 rounding)
     ours = np.asarray(backend.to_numpy(timed["arrayhf Gv"]()), dtype=np.float64)
     theirs = np.asarray(timed["torch.func Gv"]().detach().cpu().numpy(), dtype=np.float64)
@@ -222,6 +235,7 @@ def measure(case, dtype, args):
         medians.update(common.interleaved_medians(on_numpy, repeats=args.repeats, warmup=2))
     seconds = {name: result["median"] for name, result in medians.items()}
     return {"case": case["name"], "dtype": dtype, "seconds": seconds,
+            "module_autodiff_failure": module_note,
             "all_times": {name: result["times"] for name, result in medians.items()},
             "relative_difference_gv": agreement,
             "flops": None if case["products"] is None else
@@ -264,6 +278,20 @@ def report(results, args):
         f"G v: arrayhf ({where}) vs torch.func, medians (target: ratio <= 0.7)",
         ["case", "dtype", "arrayhf ms", "torch.func ms", "ratio", "arrayhf numpy ms",
          "numpy/torch.func", "|ΔGv|/|Gv|"], rows)
+
+    rows = []
+    for r in results:
+        if "torch.func Gv (torch module)" in r["seconds"] or r.get("module_autodiff_failure"):
+            module = r["seconds"].get("torch.func Gv (torch module)")
+            rows.append([r["case"], r["dtype"], 1e3 * r["seconds"]["arrayhf Gv"],
+                         "-" if module is None else 1e3 * module,
+                         "-" if module is None else r["seconds"]["arrayhf Gv"] / module,
+                         r.get("module_autodiff_failure") or "ran"])
+    if rows:
+        common.print_table(
+            f"G v: arrayhf ({where}) vs torch.func through torch.nn.LSTM / torch.nn.GRU "
+            "themselves (functional_call), or why that fails",
+            ["case", "dtype", "arrayhf ms", "module autodiff ms", "ratio", "autodiff"], rows)
 
     rows = []
     for r in results:

@@ -457,3 +457,20 @@ def test_a_short_hf_run_decreases_the_loss(xp, device):
     optimizer.run(2)
     after = float(model.loss(optimizer.params, batch))
     assert after < 0.5 * before, (before, after)
+
+
+def test_arrayhf_from_torch_chooses_the_converter_by_the_module():
+    """arrayhf.from_torch takes either gated module; anything else is refused by name."""
+    torch.manual_seed(0)
+    for module, model_class in ((torch.nn.GRU(3, 4), arrayhf.GRU),
+                                (torch.nn.LSTM(3, 4), arrayhf.LSTM)):
+        head = torch.nn.Linear(4, 2)
+        model, params = arrayhf.from_torch(module, head)
+        assert isinstance(model, model_class)
+        rebuilt, rebuilt_head = model.to_torch(params)[:2]
+        inputs = torch.randn(5, 2, 3)
+        dtype = next(rebuilt.parameters()).dtype
+        ours = rebuilt_head(rebuilt(inputs.to(dtype))[0]).to(torch.float32)
+        assert torch.allclose(ours, head(module(inputs)[0]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="expected a torch.nn.LSTM or torch.nn.GRU, got RNN"):
+        arrayhf.from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(4, 2))
