@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -55,6 +56,11 @@ def today() -> str:
     return datetime.date.today().isoformat()
 
 
+def wrap(paragraph: str) -> str:
+    """A prose paragraph in the README's 100 columns."""
+    return textwrap.fill(paragraph, width=100, break_long_words=False, break_on_hyphens=False)
+
+
 def demo(work: pathlib.Path) -> str:
     """The transcript of `arrayhf demo`: its first four and last three iterations."""
     out, _ = arrayhf(*DEMO, cwd=work)
@@ -62,10 +68,10 @@ def demo(work: pathlib.Path) -> str:
     iterations = [i for i, line in enumerate(lines) if line.startswith("iter ")]
     shown = lines[:iterations[3] + 1] + ["..."] + lines[iterations[-3]:]
     return ("```\n$ arrayhf " + " ".join(DEMO) + "\n" + "\n".join(shown) + "\n```\n"
-            f"(`python bench/readme_figures.py demo`, {today()}, numpy float64 on the 2-core CPU "
-            "of the development machine. `--threads 2` is what `auto` gives an idle 2-core "
-            "machine; another thread count sums the matrix products in another order, which "
-            "shows in the digits from the first iteration on.)\n")
+            + wrap(f"(`python bench/readme_figures.py demo`, {today()}, numpy float64 on the "
+                   "2-core CPU of the development machine. `--threads 2` is what `auto` gives an "
+                   "idle 2-core machine; another thread count sums the matrix products in another "
+                   "order, which shows in the digits from the first iteration on.)") + "\n")
 
 
 def _result_row(problem: str, T: int, batch: int, work: pathlib.Path) -> str:
@@ -89,10 +95,10 @@ def _result_row(problem: str, T: int, batch: int, work: pathlib.Path) -> str:
 def results(work: pathlib.Path) -> str:
     """The pathological results table, one `arrayhf train` run per row."""
     rows = [_result_row(problem, T, batch, work) for problem, T, batch in RESULTS]
-    return (f"Measured alone on the 2-core CPU of the development machine on {today()} "
-            f"(`python bench/readme_figures.py results`: each row is `arrayhf train --problem P "
-            f"--T T --batch-size B --threshold 0.01 --iterations 150 --threads 2`, stopped after "
-            f"{TIME_LIMIT} s).\n\n"
+    return (wrap(f"Measured alone on the 2-core CPU of the development machine on {today()} "
+                 f"(`python bench/readme_figures.py results`: each row is `arrayhf train "
+                 f"--problem P --T T --batch-size B --threshold 0.01 --iterations 150 --threads "
+                 f"2`, stopped after {TIME_LIMIT} s).") + "\n\n"
             "| problem | T | sequences per batch | result | HF iterations | CG steps | "
             "wall time |\n|---|---:|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
 
@@ -110,18 +116,18 @@ def text(work: pathlib.Path) -> str:
     for name in ("numpy", "torch"):
         out, _ = arrayhf("sample", "runs/text-example", "--prime", "def ", "--temperature",
                          "0.7", "--length", "300", "--backend", name, cwd=work)
-        samples.append(out.split("\n", 1)[1].rstrip("\n"))
+        samples.append("\n".join(line.rstrip() for line in out.split("\n")[1:]).rstrip("\n"))
     same = ("identically on `--backend numpy` and `--backend torch`, same seed"
             if samples[0] == samples[1] else "on `--backend numpy`; torch's differs")
     first, last, iterations, entropy = summary.groups()
-    return (f"`python examples/text.py` on the 2-core CPU (numpy, float64, {today()}, "
+    return wrap(f"`python examples/text.py` on the 2-core CPU (numpy, float64, {today()}, "
             f"`python bench/readme_figures.py text`): an MRNN with 100 hidden units and 100 "
             f"factors, {symbols.group(1)} symbols, the first 300,000 characters of the standard "
             f"library's sources, 5 × 100 substrings of 51 characters a batch. Held-out bits per "
             f"character fall from {first} after the first HF iteration to {last} after "
             f"iteration {iterations} ({seconds / 60:.1f} minutes), against a unigram entropy of "
             f"{entropy}; `arrayhf sample runs/text-example --prime \"def \" --temperature 0.7` "
-            f"then writes ({same}):\n\n```\n{samples[0]}\n```\n")
+            f"then writes ({same}):") + f"\n\n```\n{samples[0]}\n```\n"
 
 
 def autoencoder(work: pathlib.Path) -> str:
@@ -134,12 +140,12 @@ def autoencoder(work: pathlib.Path) -> str:
                           done.stdout)
     seconds = re.findall(r"\(\s*([\d.]+)s\)", done.stdout)[-1]
     start, end, iterations, cg = final.groups()
-    return (f"`--small` on a 2-core CPU (numpy, float32, {today()}, `python "
+    return wrap(f"`--small` on a 2-core CPU (numpy, float32, {today()}, `python "
             f"bench/readme_figures.py autoencoder`): the 784-256-64-6-64-256-784 net goes from "
             f"{start} squared error per test case at its sparse random start to {end} after "
             f"{iterations} HF iterations ({cg} CG steps, {float(seconds):.0f} s); the baselines it "
             f"prints: the mean image ({baselines.group(1)}) and PCA with 6 components "
-            f"({baselines.group(2)}).\n")
+            f"({baselines.group(2)}).") + "\n"
 
 
 SECTIONS = {"demo": demo, "results": results, "text": text, "autoencoder": autoencoder}

@@ -269,3 +269,22 @@ def test_info_tells_what_a_run_directory_holds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "checkpoint.prev.npz: damaged (" in out
     assert f"lock: in use by process {os.getpid()}" in out
+
+
+def test_predict_refuses_to_overwrite_without_force(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--problem", "addition", *TINY, "--iterations", "1",
+                     "--run-dir", str(run_dir)]) == 0
+    inputs = tmp_path / "x.npy"
+    numpy.save(inputs, numpy.zeros((20, 3, 2)))
+    predict = ["predict", str(run_dir), "--inputs", str(inputs)]
+    assert cli.main(predict) == 0
+    written = tmp_path / "x.predictions.npy"
+    assert numpy.load(written).shape == (20, 3, 1)
+    assert "inputs read time-major (T = 20 steps of 3 sequences)" in capsys.readouterr().out
+    written.write_bytes(b"the user's file")
+    assert cli.main(predict) == 2
+    assert "x.predictions.npy exists: --force overwrites it" in capsys.readouterr().err
+    assert written.read_bytes() == b"the user's file"
+    assert cli.main([*predict, "--force"]) == 0
+    assert numpy.load(written).shape == (20, 3, 1)

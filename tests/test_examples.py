@@ -62,3 +62,13 @@ def test_port_predictions_cleans_up_after_itself(tmp_path, monkeypatch, capsys):
     kept = tmp_path / "kept"
     assert load_example("port_predictions").main(["--keep", str(kept)]) == 0
     assert (kept / "checkpoint.npz").exists()
+
+
+def test_tour_checks_its_dtypes_before_printing_anything(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    tour = load_example("tour", BENCH)
+    with pytest.raises(SystemExit) as stopped:
+        tour.main(["--small", "--dtypes", "float16"])
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "expected float64 and/or float32, got ['float16']" in captured.err

@@ -15,7 +15,8 @@ from arrayhf.hf.optimizer import HF
 
 # The demo on a laptop: T = 20 and 300 sequences a batch (10 batches for the gradient, fresh every
 # iteration; curvature on one), stopped at MS11's success criterion (< 1% of test sequences wrong).
-# Measured: solved at HF iteration 39 in 100 s on a 2-core CPU (README).
+# Measured: solved at HF iteration 47 in about a minute on a 2-core CPU (README, "What `arrayhf
+# demo` prints"; `python bench/readme_figures.py demo` reruns it).
 DEMO_CPU = {"T": 20, "batch_size": 300, "train_batches": 10, "test_batches": 10,
             "threshold": 0.01}
 
