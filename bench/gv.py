@@ -217,7 +217,7 @@ def measure(case, dtype, args):
                                                       t_batch.mask, output)
             module_gv(t_v)
             timed["torch.func Gv (torch module)"] = lambda: module_gv(t_v)
-        except Exception as error:   # noqa: BLE001: the failure is the result
+        except Exception as error:   # any failure of autodiff through the module is the result
             module_note = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
     # the two Gv agree (float64: to rounding; float32: to float32 rounding)
     ours = np.asarray(backend.to_numpy(timed["arrayhf Gv"]()), dtype=np.float64)
