@@ -5,7 +5,7 @@ where no CUDA device exists. Dependencies come from pyproject.toml's extras only
     nox -s tests-torch          # one backend; on a CUDA machine it also runs on device cuda
     nox -s tests-numpy -- -k fnn -x     # arguments after -- go to pytest
     nox -s docs                 # the documentation site, docs/_build/html, and its browser test
-    nox -s bench                # the CPU benchmarks (not part of plain nox), about 13 minutes
+    nox -s bench                # the CPU benchmarks (not part of plain nox), about 15 minutes
 """
 
 from __future__ import annotations
