@@ -396,3 +396,21 @@ def test_run_returns_a_result_and_calls_its_callbacks(xp, device):
     assert (result.status, result.success, result.nit) == (0, True, 6)
     with pytest.raises(AttributeError):
         getattr(result, "nothing")  # noqa: B009
+
+
+def test_an_interrupt_while_an_iteration_is_logged_is_held_back():
+    """Ctrl-C or SIGTERM in the middle of logging an iteration waits until its lines are
+    written, then stops the run as usual (so a checkpoint never holds an iteration the logs
+    lack)."""
+    import os
+    import signal
+
+    from arrayhf.hf import running
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt, match="held back"):
+        with running.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the signal")
+    assert reached == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -2,13 +2,18 @@
 and what a run returns (``HFResult``, in the manner of ``scipy.optimize.OptimizeResult``).
 
 A run checkpoints every ``save_every`` iterations, at the end, and on Ctrl-C or SIGTERM (the last
-committed iteration, which is logged first if the interrupt fell between its commit and its log
-line; then the KeyboardInterrupt goes on).
+committed iteration; then the KeyboardInterrupt goes on). An interrupt that comes while an
+iteration's record is being logged is held back until its lines are written; one that falls
+between the iteration's commit and its log has the record logged before the checkpoint, so the
+checkpoint never holds an iteration the logs lack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from arrayhf.hf import state
@@ -69,8 +74,9 @@ def run(optimizer: HF, max_iterations: int, stop: Callable[[dict], bool] | None,
     try:
         while optimizer.iteration < max_iterations and status == 1:
             record = optimizer.step()
-            optimizer.history.append(record)
-            optimizer.log.iteration(record)
+            with deferred_interrupts():      # the record and its log lines, never half of them
+                optimizer.history.append(record)
+                optimizer.log.iteration(record)
             if optimizer.save_every and optimizer.iteration % optimizer.save_every == 0:
                 optimizer.save()
             if stop is not None and stop(record):
@@ -87,6 +93,25 @@ def run(optimizer: HF, max_iterations: int, stop: Callable[[dict], bool] | None,
         optimizer.log.end_run()
     optimizer.save()
     return result(optimizer, status)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while the body runs, then raise KeyboardInterrupt if one came
+    (on the main thread; elsewhere signals are not delivered to this code)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: pending.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if pending:
+        raise KeyboardInterrupt(f"signal {pending[0]}, held back while the iteration was logged")
 
 
 def _call(callbacks: list, optimizer: HF, record: dict, status: int) -> int:
