@@ -16,9 +16,10 @@ from arrayhf.data.sharded import ShardedDataset
 from arrayhf.data.text import Text
 from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
+from arrayhf.interop import from_torch
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
-from arrayhf.models import FNN, GRU, LSTM, MRNN, RNN, Model, from_torch
+from arrayhf.models import FNN, GRU, LSTM, MRNN, RNN, Model
 from arrayhf.protocols import HFDataset, HFModel
 
 __version__ = "0.1.0"

@@ -97,8 +97,9 @@ def test_every_model_has_its_side_by_side_page_with_every_equation_and_its_code(
         assert positions == sorted(positions), f"{model}: equations out of the derivation's order"
         for tag, start, end in zip(tags, positions, positions[1:] + [len(html)]):
             entry = html[start:end]
-            # the model's module, or one of its host-side companions (models/gru_torch.py)
-            assert re.search(rf"source/arrayhf/models/{model}(_\w+)?\.html#L-", entry), (
+            # the model's module, or its host-side conversions (interop/torch_gru.py)
+            assert re.search(rf"source/arrayhf/(models/{model}|interop/torch_{model})\.html#L-",
+                             entry), (
                 f"({tag}): no code line")
 
 

@@ -78,6 +78,18 @@ def oracle_products(net_output_fn, output, params, v, targets, mask=None):
     return loss_value, gradient, jacobian_v, gauss_newton_v
 
 
+def cut_blocks(params, shapes):
+    """The blocks of a flat parameter tensor, cut in the order of ``shapes`` ([(name, shape)]),
+    every entry used once."""
+    blocks, offset = {}, 0
+    for name, shape in shapes:
+        size = int(np.prod(shape))
+        blocks[name] = params[offset:offset + size].reshape(shape)
+        offset += size
+    assert offset == params.numel()
+    return blocks
+
+
 def rnn_blocks(config, params):
     """The RNN's blocks from its flat vector, in the layout order W_xh, W_hh, [b_h], W_hy, [b_y],
     h_0."""
@@ -89,13 +101,7 @@ def rnn_blocks(config, params):
     if config["biases"]:
         shapes.append(("b_y", (n_out,)))
     shapes.append(("h_0", (n_h,)))
-    blocks, offset = {}, 0
-    for name, shape in shapes:
-        size = int(np.prod(shape))
-        blocks[name] = params[offset:offset + size].reshape(shape)
-        offset += size
-    assert offset == params.numel()
-    return blocks
+    return cut_blocks(params, shapes)
 
 
 def rnn_pre_activations_and_net_output(config, params, inputs):
@@ -151,16 +157,10 @@ def mrnn_blocks(config, params):
     if config["biases"]:
         shapes.append(("b_y", (n_out,)))
     shapes.append(("h_0", (n_h,)))
-    blocks, offset = {}, 0
-    for name, shape in shapes:
-        size = int(np.prod(shape))
-        blocks[name] = params[offset:offset + size].reshape(shape)
-        offset += size
-    assert offset == params.numel()
-    return blocks
+    return cut_blocks(params, shapes)
 
 
-def mrnn_dense_inputs(config, inputs):
+def dense_inputs(config, inputs):
     """Character ids [T, B] as one-hot float64 rows [T, B, n_in]; float inputs unchanged."""
     if inputs.dim() == 2:
         return F.one_hot(inputs.long(), config["n_inputs"]).to(torch.float64)
@@ -171,7 +171,7 @@ def mrnn_pre_activations_and_net_output(config, params, inputs):
     """(a [T, B, n_h], z [T, B, n_out]) of the MRNN, written from SMH11's equations (paper) or
     the 2011 release's forward_pass (release)."""
     blocks = mrnn_blocks(config, params)
-    x = mrnn_dense_inputs(config, inputs)
+    x = dense_inputs(config, inputs)
     activation = _ACTIVATIONS[config["hidden"]]
     hidden = blocks["h_0"].expand(x.shape[1], -1)
     pres, hiddens = [], []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch.func import jvp, vjp
 
 import oracle
@@ -28,20 +27,7 @@ def gru_blocks(config, params):
     if config["biases"]:
         shapes.append(("b_y", (n_out,)))
     shapes.append(("h_0", (n_h,)))
-    blocks, offset = {}, 0
-    for name, shape in shapes:
-        size = math.prod(shape)
-        blocks[name] = params[offset:offset + size].reshape(shape)
-        offset += size
-    assert offset == params.numel()
-    return blocks
-
-
-def dense_inputs(config, inputs):
-    """Character ids [T, B] as one-hot float64 rows [T, B, n_in]; float inputs unchanged."""
-    if inputs.dim() == 2:
-        return F.one_hot(inputs.long(), config["n_inputs"]).to(torch.float64)
-    return inputs
+    return oracle.cut_blocks(params, shapes)
 
 
 def gru_pre_activations_and_net_output(config, params, inputs):
@@ -49,7 +35,7 @@ def gru_pre_activations_and_net_output(config, params, inputs):
     torch.nn.GRU's equations: r = σ(x W_r + b_xr + h W_hr + b_hr), ζ likewise,
     n = tanh(x W_n + b_xn + r ⊙ (h W_hn + b_hn)), h' = (1 − ζ) ⊙ n + ζ ⊙ h."""
     blocks = gru_blocks(config, params)
-    x = dense_inputs(config, inputs)
+    x = oracle.dense_inputs(config, inputs)
     n_h = config["n_hidden"]
     hidden = blocks["h_0"].expand(x.shape[1], -1)
     pres, hiddens = [], []

@@ -9,9 +9,7 @@ c_0 [n_h], the gate blocks i, f, g, o along the last axis.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import jvp, vjp
 
 import oracle
@@ -30,20 +28,7 @@ def lstm_blocks(config, params):
     if config["biases"]:
         shapes.append(("b_y", (n_out,)))
     shapes += [("h_0", (n_h,)), ("c_0", (n_h,))]
-    blocks, offset = {}, 0
-    for name, shape in shapes:
-        size = int(np.prod(shape))
-        blocks[name] = params[offset:offset + size].reshape(shape)
-        offset += size
-    assert offset == params.numel()
-    return blocks
-
-
-def dense_inputs(config, inputs):
-    """Character ids [T, B] as one-hot float64 rows [T, B, n_in]; float inputs unchanged."""
-    if inputs.dim() == 2:
-        return F.one_hot(inputs.long(), config["n_inputs"]).to(torch.float64)
-    return inputs
+    return oracle.cut_blocks(params, shapes)
 
 
 def gate_values(pre):
@@ -56,7 +41,7 @@ def gate_values(pre):
 def lstm_pre_activations_and_net_output(config, params, inputs):
     """(a [T, B, 4n_h], z [T, B, n_out]): c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t)."""
     blocks = lstm_blocks(config, params)
-    x = dense_inputs(config, inputs)
+    x = oracle.dense_inputs(config, inputs)
     hidden = blocks["h_0"].expand(x.shape[1], -1)
     cell = blocks["c_0"].expand(x.shape[1], -1)
     pres, hiddens = [], []

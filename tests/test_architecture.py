@@ -10,13 +10,10 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "arrayhf"
-# Host-side modules among the models: the conversions to and from torch modules, which import
-# torch (inside their functions) and numpy, as checkpoint I/O does (ARCHITECTURE.md, "Host side").
-HOST_SIDE_MODELS = {"lstm_torch.py", "gru_torch.py"}
 COMPUTE_MODULES = sorted(
     [PACKAGE / "losses.py", PACKAGE / "nonlinearities.py", PACKAGE / "curvature.py",
      PACKAGE / "_validate.py", PACKAGE / "layout.py"]
-    + [path for path in (PACKAGE / "models").glob("*.py") if path.name not in HOST_SIDE_MODELS]
+    + list((PACKAGE / "models").glob("*.py"))
     + list((PACKAGE / "hf").glob("*.py"))
 )
 # scipy is allowed: curvature.linear_operator hands host vectors to scipy, and imports it lazily

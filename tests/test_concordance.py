@@ -62,8 +62,8 @@ PROVES = {
     "fnn.md": ["models/fnn.py"],
     "rnn.md": ["models/rnn.py"],
     "mrnn.md": ["models/mrnn.py"],
-    "lstm.md": ["models/lstm.py", "models/lstm_torch.py"],
-    "gru.md": ["models/gru.py", "models/gru_torch.py"],
+    "lstm.md": ["models/lstm.py", "interop/torch_lstm.py"],
+    "gru.md": ["models/gru.py", "interop/torch_gru.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
     "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
@@ -169,8 +169,8 @@ def test_every_quoted_code_name_exists(derivation):
 # notation.md's sections on one model name that model's code; the others name any module's
 NOTATION_SECTIONS = {"Recurrent network": ["models/rnn.py"],
                      "Multiplicative RNN": ["models/mrnn.py"],
-                     "LSTM": ["models/lstm.py", "models/lstm_torch.py"],
-                     "GRU": ["models/gru.py", "models/gru_torch.py"]}
+                     "LSTM": ["models/lstm.py", "interop/torch_lstm.py"],
+                     "GRU": ["models/gru.py", "interop/torch_gru.py"]}
 
 
 def notation_sections() -> dict[str, str]:

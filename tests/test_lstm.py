@@ -21,7 +21,8 @@ import torch
 import arrayhf
 from arrayhf import backend, checkpoint
 from arrayhf.hf.optimizer import HF
-from arrayhf.models.lstm import LSTM, from_torch
+from arrayhf.interop.torch_lstm import from_torch
+from arrayhf.models.lstm import LSTM
 
 import oracle
 import oracle_lstm

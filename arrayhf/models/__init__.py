@@ -1,8 +1,5 @@
 """Models with hand-derived forward, R-forward and backprop passes."""
 
-from typing import Any
-
-from arrayhf.models import gru_torch, lstm_torch
 from arrayhf.models.base import Model
 from arrayhf.models.fnn import FNN
 from arrayhf.models.gru import GRU
@@ -10,7 +7,7 @@ from arrayhf.models.lstm import LSTM
 from arrayhf.models.mrnn import MRNN
 from arrayhf.models.rnn import RNN
 
-__all__ = ["FNN", "GRU", "LSTM", "MRNN", "RNN", "Model", "from_config", "from_torch"]
+__all__ = ["FNN", "GRU", "LSTM", "MRNN", "RNN", "Model", "from_config"]
 
 
 def from_config(config: dict) -> Model:
@@ -26,16 +23,3 @@ def from_config(config: dict) -> Model:
         raise ValueError(f"model description {config!r} does not fit "
                          f"{config['class']}: {error}") from error
 
-
-def from_torch(module: Any, head: Any, initial_state: Any = None, **options: Any
-               ) -> tuple[Model, Any]:
-    """``(model, params)`` of a one-layer ``torch.nn.LSTM`` or ``torch.nn.GRU`` and its
-    ``torch.nn.Linear`` head: ``lstm_torch.from_torch`` or ``gru_torch.from_torch``, chosen by
-    the module's class (``options``: ``output``, ``structural_curvature``, ``xp``, ``dtype``,
-    ``device``). The way back is ``model.to_torch(params)``."""
-    kind = type(module).__name__
-    if kind == "LSTM":
-        return lstm_torch.from_torch(module, head, initial_state, **options)
-    if kind == "GRU":
-        return gru_torch.from_torch(module, head, initial_state, **options)
-    raise TypeError(f"expected a torch.nn.LSTM or torch.nn.GRU, got {kind}")

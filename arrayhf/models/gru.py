@@ -28,7 +28,7 @@ every gated unit on its own pre-activation a_t = [a^r_t, a^ζ_t, a^n_t] (logisti
 candidate), S v = J_aᵀ Κ J_a v / N with Κ = κ·diag(4σ'(a^r), 4σ'(a^ζ), tanh'(a^n)) (GR19): at the
 default κ = 1/4 (tanh's) the gates get their own matching loss's curvature σ'(a) and the candidate
 the release's 0.25 (1 − n²). Conversions to and from torch.nn.GRU + torch.nn.Linear are in
-``models/gru_torch.py`` (``from_torch``, ``GRU.to_torch``).
+``interop/torch_gru.py`` (``from_torch``, ``GRU.to_torch``).
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ import array_api_compat
 from arrayhf import backend, initialization, nonlinearities
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
-from arrayhf.models import gru_torch
-from arrayhf.models.gru_torch import from_torch
 from arrayhf.models.mrnn import MRNN, _flat_ids
 from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
 
@@ -317,11 +315,13 @@ class GRU(RecurrentModel):
         return xp.concat([GATE_CURVATURE_RATIO * weights[..., :gates], weights[..., gates:]],
                          axis=-1)
 
-    # -- conversions to torch (host side, models/gru_torch.py) -----------------------------
+    # -- conversions to torch (host side, interop/torch_gru.py) ----------------------------
     def to_torch(self, params: Any) -> tuple[Any, Any, Any]:
         """``(gru, head, h_0)``: a torch.nn.GRU, a torch.nn.Linear and h_0 [1, 1, n_h] holding θ
-        (derivations/gru.md, "Conversion to and from torch"). See ``gru_torch.to_torch``."""
-        return gru_torch.to_torch(self, params)
+        (derivations/gru.md, "Conversion to and from torch"). See ``torch_gru.to_torch``."""
+        from arrayhf.interop import torch_gru  # host side: the model does not need it
+
+        return torch_gru.to_torch(self, params)
 
 
-__all__ = ["GRU", "GRUCache", "from_torch"]
+__all__ = ["GRU", "GRUCache"]

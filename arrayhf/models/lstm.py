@@ -30,8 +30,9 @@ of every gate unit, on the pre-activations a_t, so S v = J_aᵀ Κ J_a v / N wit
 Κ = diag(κ_u f_u'(a)) (LS18): σ(1 − σ) for the logistic gates i, f, o and 1 − g² for the tanh
 candidate g, with each unit's own κ by default (1 for logistic, 1/4 for tanh, as for the RNN).
 
-Conversions to and from a torch.nn.LSTM with a torch.nn.Linear head: :func:`from_torch` and
-:meth:`LSTM.to_torch` (host side, ``models/lstm_torch.py``; eq. (LS19)).
+Conversions to and from a torch.nn.LSTM with a torch.nn.Linear head:
+``interop.torch_lstm.from_torch`` and :meth:`LSTM.to_torch` (host side, ``interop/torch_lstm.py``;
+eq. (LS19)).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ import array_api_compat
 from arrayhf import backend, initialization
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
-from arrayhf.models import lstm_torch
-from arrayhf.models.lstm_torch import from_torch
 from arrayhf.models.mrnn import MRNN, _flat_ids
 from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
 from arrayhf.nonlinearities import Logistic, Tanh, logistic
@@ -55,7 +54,7 @@ from arrayhf.nonlinearities import Logistic, Tanh, logistic
 if TYPE_CHECKING:
     from arrayhf.data.batch import Batch
 
-__all__ = ["LSTM", "LSTMCache", "from_torch"]
+__all__ = ["LSTM", "LSTMCache"]
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,9 @@ class LSTM(RecurrentModel):
         (num_layers, batch, n_h): expand them to the batch, ``h_0.expand(1, B, -1)``). b goes to
         ``bias_ih_l0``, zeros to ``bias_hh_l0`` (eq. (LS19)); ``from_torch`` inverts it exactly."""
         self._check_params(params)
-        return lstm_torch.to_torch(self, params)
+        from arrayhf.interop import torch_lstm  # host side: the model does not need it
+
+        return torch_lstm.to_torch(self, params)
 
     # -- per-step inputs: float rows or character ids (M23) --------------------------------
     def _input_steps(self, xp, inputs) -> tuple:
