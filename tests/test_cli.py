@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 from arrayhf import backend, checkpoint, cli
-from arrayhf.cli import models, rundir, runs
+from arrayhf.cli import models, pathological, rundir, runs
 
 from helpers import other_backend
 
@@ -104,6 +104,61 @@ def test_run_description_leaves_out_later_settings_at_their_old_values():
     assert not {"model", "factors"} & set(runs.RunSettings().run_info())
     assert runs.RunSettings(model="mrnn", factors=5).run_info()["model"] == "mrnn"
     assert runs.RunSettings(model="mrnn", factors=5).run_info()["factors"] == 5
+
+
+def test_an_older_run_json_resumes_with_the_settings_it_was_made_with(tmp_path):
+    """A run.json written before --backtracking and --score-batches existed lacks them: loading
+    it gives the values every run had then (Martens' backtracking, every batch scoring), and
+    its run description is unchanged, so that its checkpoint resumes without --force."""
+    old = runs.RunSettings(problem="xor", T=20)
+    saved = {k: v for k, v in old.to_json().items() if k not in ("backtracking",
+                                                                  "score_batches")}
+    (tmp_path / runs.RUN_FILE).write_text(json.dumps(saved))
+    loaded = runs.load_settings(tmp_path)
+    assert (loaded.backtracking, loaded.score_batches) == ("martens", None)
+    assert loaded.run_info() == old.run_info()
+    assert not {"backtracking", "score_batches"} & set(old.run_info())
+    assert runs.RunSettings(score_batches=3).run_info()["score_batches"] == 3
+
+
+def test_long_runs_on_a_cpu_get_cpu_sized_batches_and_say_so(capsys):
+    """At T >= 100 without a GPU, ``arrayhf train`` and ``arrayhf demo`` take MS11's 10,000
+    gradient sequences as 100 batches of 100, 10 of them scoring, and name them on the first
+    line; an option given wins, and a GPU or a shorter T gets none of it."""
+    def settings(*argv):
+        args = cli.build_parser().parse_args(["train", "--problem", "xor", *argv])
+        return pathological.train_settings(args)
+
+    long = settings("--T", "100")
+    assert (long.batch_size, long.train_batches, long.score_batches) == (100, 100, 10)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("CPU-sized settings at T >= 100 without a GPU: --batch-size 100, "
+                            "--train-batches 100, --score-batches 10 (10,000 gradient")
+    given = settings("--T", "100", "--batch-size", "50")
+    assert (given.batch_size, given.train_batches) == (50, 100)
+    assert "--batch-size" not in capsys.readouterr().out
+    for other in (settings("--T", "99"), settings("--T", "100", "--device", "cuda")):
+        assert (other.batch_size, other.train_batches, other.score_batches) == (1000, 10, None)
+    assert "CPU-sized" not in capsys.readouterr().out
+    demo = pathological._settings(cli.build_parser().parse_args(["demo", "--T", "100"]),
+                                  problem="multiplication")
+    assert (demo.batch_size, demo.train_batches, demo.T) == (100, 100, 100)
+
+
+def test_score_batches_reach_the_optimizer_and_are_checked(tmp_path, capsys):
+    """--score-batches N: backtracking and the line search are judged on the first N training
+    batches; more than there are is refused before any work (status 2, nothing created)."""
+    settings = runs.RunSettings(problem="xor", T=20, hidden=4, batch_size=8, train_batches=3,
+                                test_batches=1, score_batches=2)
+    _, dataset, optimizer = runs.build(settings, None, progress=False)
+    assert optimizer.config.backtrack_batches == tuple(dataset.train_batches[:2])
+    assert optimizer.config.line_search_batches == tuple(dataset.train_batches[:2])
+    run_dir = tmp_path / "refused"
+    assert cli.main(["train", "--problem", "xor", *TINY, "--score-batches", "3", "--run-dir",
+                     str(run_dir)]) == 2
+    assert "expected --score-batches at most --train-batches, got 3 > 2" in \
+        capsys.readouterr().err
+    assert not run_dir.exists()
 
 
 def test_bad_requests_get_clear_messages(tmp_path, capsys):

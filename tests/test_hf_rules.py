@@ -18,6 +18,7 @@ import pytest
 import arrayhf
 from arrayhf import backend
 from arrayhf.data.batch import Batch
+from arrayhf.hf import backtracking
 from arrayhf.hf import optimizer as optimizer_module
 from arrayhf.hf.optimizer import HF, HFConfig
 
@@ -225,6 +226,85 @@ def test_backtracking_takes_the_first_local_minimum_walking_back(xp, device, cg_
     assert math.isclose(record["rho_numerator"], -0.4, rel_tol=1e-9)
     assert record["line_search_step"] == 1.0
     np.testing.assert_array_equal(host(optimizer.params), host(params + cg.iterates[5][1]))
+
+
+def test_release_backtracking_takes_the_lowest_held_value(xp, device, cg_runs, monkeypatch):
+    """(H4r): CG keeps the iterates of steps 1, 11, 21, … and the last; each is scored on the
+    release's held batch (the first training batch other than the curvature batch), and the
+    lowest wins even where (H4)'s walk-back would stop earlier; ρ's numerator is then
+    f_B(θ + p) − f_B(θ), on the gradient batches."""
+    dataset = blob_batches(xp, device)
+    optimizer = HF(classifier(), dataset, damping=0.1, max_cg_iter=25, cg_epsilon=0.0,
+                   curvature_batches=["train1"], backtracking="release", progress=False,
+                   test_every=0)
+    params = optimizer.params
+    real_objective = optimizer._objective
+    start = real_objective(params, dataset.train_batches)
+    #            steps 1    11   21   25
+    decreases = [0.5, 0.1, 0.3, 0.2]
+    scored_on = []
+
+    def scripted_objective(point, batch_ids):
+        for index, (_, x) in enumerate(cg_runs[-1].result.iterates):
+            if np.array_equal(host(point), host(params + x)) and batch_ids != \
+                    dataset.train_batches:
+                scored_on.append(list(batch_ids))
+                return start - decreases[index]
+        return real_objective(point, batch_ids)
+
+    monkeypatch.setattr(optimizer, "_objective", scripted_objective)
+    record = optimizer.step()
+    cg = cg_runs[-1].result
+    assert [step for step, _ in cg.iterates] == [1, 11, 21, 25]
+    assert scored_on == [["train0"]] * 4            # the held batch, not the curvature batch
+    assert walk_back([start - d for d in decreases]) == 2   # (H4) would take step 21
+    assert record["chosen_iterate"] == 1
+    direction = cg.iterates[0][1]
+    numerator = real_objective(params + direction, dataset.train_batches) - start
+    assert math.isclose(record["rho_numerator"], numerator, rel_tol=1e-10)
+
+
+def test_release_backtracking_on_one_batch_scores_the_curvature_batch(xp, device, cg_runs):
+    """(H4r) with a single training batch: the held batch is the curvature batch itself (the
+    release's fallback), and ``cg_eval_every`` sets the scored steps."""
+    dataset = blob_batches(xp, device, names=("train0",))
+    optimizer = HF(classifier(), dataset, damping=0.1, max_cg_iter=12, cg_epsilon=0.0,
+                   backtracking="release", cg_eval_every=4, progress=False, test_every=0)
+    optimizer.step()
+    assert [step for step, _ in cg_runs[-1].result.iterates] == [1, 5, 9, 12]
+    assert backtracking.scoring_batches("release", None, ["train0"], ["train0"],
+                                        "train0") == ["train0"]
+
+
+def test_line_search_judges_f_on_line_search_batches(xp, device):
+    """(H5) on L ≠ B: a batch whose (soft) targets are the starting predictions is at its
+    minimum at θ₀, so every step length raises f there and the step is rejected (θ kept, λ
+    boosted), though the same iteration on the gradient batches alone takes a step; the record's
+    objective stays f_B(θ)."""
+    model = classifier()
+    rng = np.random.default_rng(0)
+    centers = 2.0 * rng.standard_normal((N_CLASSES, N_FEATURES))
+    start_params = model.init(0, xp=backend.namespace("numpy"))
+    batches = {}
+    for name in ("train0", "train1", "still", "test"):
+        inputs, targets = blob_arrays(rng, centers, 200)
+        if name == "still":
+            targets = host(model.predict(start_params, inputs))
+        batches[name] = (inputs, targets, None)
+    settings = {"damping": 0.01, "max_cg_iter": 30, "grad_batches": ["train0", "train1"],
+                "curvature_batches": ["train0"], "line_search": "decrease", "progress": False,
+                "test_every": 0}
+    plain = HF(model, Batches(xp, device, batches), **settings)
+    assert plain.step()["line_search_step"] > 0
+    dataset = Batches(xp, device, batches)
+    judged = HF(model, dataset, line_search_batches=["still"], **settings)
+    params = judged.params
+    record = judged.step()
+    assert record["line_search_step"] == 0.0
+    np.testing.assert_array_equal(host(judged.params), host(params))
+    assert record["next_damping"] >= 1.5 * 0.01
+    assert math.isclose(record["objective"],
+                        objective(model, dataset, params, ["train0", "train1"]), rel_tol=1e-10)
 
 
 def test_backtracking_scores_the_iterates_on_backtrack_batches(xp, device, cg_runs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -120,6 +121,28 @@ def test_weight_cost_is_added_to_the_objective(xp, device):
     assert math.isclose(record["objective"], record["train_loss"] + penalty, rel_tol=1e-12)
 
 
+def test_the_record_splits_the_iteration_into_its_phases(xp, device, monkeypatch):
+    """phase_seconds: the wall time of each phase, in order, together the iteration's seconds
+    up to the bookkeeping between them; a phase made slow shows in its own entry alone."""
+    optimizer = run_blobs(xp, device, iterations=1)
+    record = optimizer.history[-1]
+    phases = record["phase_seconds"]
+    assert list(phases) == ["gradient", "cg", "backtracking", "rho", "line_search", "test"]
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert 0.5 * record["seconds"] <= sum(phases.values()) <= record["seconds"]
+    slow = run_blobs(xp, device, iterations=0)
+    real = slow._backtrack
+
+    def slow_backtrack(*args):
+        time.sleep(0.2)
+        return real(*args)
+
+    monkeypatch.setattr(slow, "_backtrack", slow_backtrack)
+    phases = slow.step()["phase_seconds"]
+    assert phases["backtracking"] >= 0.2
+    assert max(v for k, v in phases.items() if k != "backtracking") < 0.2
+
+
 def test_logs_one_record_per_iteration(xp, device, tmp_path):
     optimizer = run_blobs(xp, device, iterations=3, run_dir=tmp_path)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -165,7 +188,8 @@ def test_resumed_run_follows_the_uninterrupted_trajectory_bit_for_bit(xp, device
     np.testing.assert_array_equal(host(second.params), host(straight.params))
 
     def without_timing(records):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "phase_seconds")}
+                for r in records]
 
     assert without_timing(second.history) == without_timing(straight.history)
 

@@ -38,6 +38,8 @@ FIELD_VALUES: dict[str, Callable[[str], Any]] = {
     "threshold": values.fraction,
     "rho_model": values.choice(("damped", "undamped")),
     "line_search": values.choice(("decrease", "armijo")),
+    "backtracking": values.choice(("release", "martens")),
+    "score_batches": values.integer(1),
     "save_every": values.integer(1),
     "max_chars": values.integer(1),
     "warmup": values.integer(0),
@@ -121,6 +123,10 @@ def check_settings(settings: RunSettings | TextRunSettings, where: str = "") -> 
     if isinstance(settings, RunSettings) and settings.T < MINIMUM_T[settings.problem]:
         raise ValueError(f"{prefix}{settings.problem} needs T >= {MINIMUM_T[settings.problem]}, "
                          f"got T={settings.T}")
+    if (isinstance(settings, RunSettings) and settings.score_batches is not None
+            and settings.score_batches > settings.train_batches):
+        raise ValueError(f"{prefix}expected --score-batches at most --train-batches, got "
+                         f"{settings.score_batches} > {settings.train_batches}")
     if isinstance(settings, TextRunSettings) and settings.warmup >= settings.T:
         raise ValueError(f"{prefix}expected --warmup below --T (the unscored first steps of "
                          f"each sequence), got warmup {settings.warmup} and T {settings.T}")

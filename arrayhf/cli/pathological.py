@@ -21,6 +21,26 @@ DEMO_CPU = {"T": 20, "batch_size": 300, "train_batches": 10, "test_batches": 10,
             "threshold": 0.01}
 
 
+# Long-range runs on a CPU (T >= 100, no GPU): batches of 100 sequences, the curvature on one,
+# and MS11's 10,000 gradient sequences as 100 of them. With the release's 10 × 1,000 at a CPU's
+# batch of 100, i.e. 1,000 gradient sequences, T = 100 fails: each step fits that iteration's
+# draw, the loss on fresh data rises from iteration 2 and the spectral radius of W_hh climbs
+# from 1.02 to 1.7 (bench/README.md, "Long range"; `python bench/long_range.py diagnose`).
+# Backtracking and the line search are judged on 10 of the 100 batches (1,000 sequences): the
+# same progress as on all 100 in a measured run, at half the time an iteration.
+LONG_RANGE_CPU = {"batch_size": 100, "train_batches": 100, "score_batches": 10}
+LONG_RANGE_T = 100
+
+
+def cpu_sized(args: argparse.Namespace, T: int) -> dict:
+    """The CPU-sized settings of a run at T >= LONG_RANGE_T with no GPU, less those the command
+    line gives; {} on a GPU or at a shorter T."""
+    on_gpu = (args.device not in (None, "cpu")) or args.backend == "cupy"
+    if on_gpu or T < LONG_RANGE_T:
+        return {}
+    return {key: value for key, value in LONG_RANGE_CPU.items() if getattr(args, key) is None}
+
+
 def solved(settings: runs.RunSettings, record: dict) -> bool:
     """The run's success: a test error below ``settings.threshold``."""
     return record["test_error"] is not None and record["test_error"] < settings.threshold
@@ -106,16 +126,36 @@ def demo(args: argparse.Namespace) -> int:
     """The 2011 release's demo: multiplication, at a laptop's T unless --T >= 100."""
     on_cpu = not (args.device and args.device != "cpu") and (args.T is None or args.T < 100)
     defaults = {"problem": "multiplication", **(DEMO_CPU if on_cpu else {})}
-    settings = options.settings_from(args, runs.RunSettings, **defaults)
+    settings = _settings(args, **defaults)
     return train_run(settings, args.run_dir or "runs/demo", resume=False,
                      overwrite=args.overwrite, verbose=args.verbose)
 
 
+def train_settings(args: argparse.Namespace) -> runs.RunSettings:
+    """The settings ``arrayhf train`` makes of its command line (bench/long_range.py builds its
+    runs with them)."""
+    return _settings(args, T=30)
+
+
 def train(args: argparse.Namespace) -> int:
     """HF on a pathological problem, from the command-line settings."""
-    settings = options.settings_from(args, runs.RunSettings, T=30)
+    settings = train_settings(args)
     return train_run(settings, args.run_dir or f"runs/{settings.problem}-T{settings.T}",
                      resume=False, overwrite=args.overwrite, verbose=args.verbose)
+
+
+def _settings(args: argparse.Namespace, **defaults: Any) -> runs.RunSettings:
+    """The run's settings from the command line over ``defaults``, with CPU-sized batches at
+    T >= 100 without a GPU (cpu_sized), which a first line names."""
+    T = args.T or defaults.get("T", runs.RunSettings.T)
+    picked = cpu_sized(args, T)
+    settings = options.settings_from(args, runs.RunSettings, **defaults, **picked)
+    if picked:
+        print("CPU-sized settings at T >= 100 without a GPU: " + ", ".join(
+            f"--{key.replace('_', '-')} {value}" for key, value in picked.items())
+            + f" ({settings.train_batches * settings.batch_size:,} gradient sequences an "
+            "iteration, MS11's 10,000 by default; options given win)")
+    return settings
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -150,9 +190,18 @@ def _add_problem_options(parser, *, for_demo: bool) -> None:
     options.add_option(parser, "--factors", "the MRNN's factors", default="as many as hidden")
     options.add_option(parser, "--threshold", "solved below this test error",
                        default="0.001, the release's; MS11 and the CPU demo: 0.01")
+    options.add_option(parser, "--backtracking",
+                       "which CG iterate is the step: release, the lowest loss on a held batch "
+                       "among every 10th; martens, walking back on the gradient batches",
+                       default="martens")
+    options.add_option(parser, "--score-batches",
+                       "the first N training batches judge backtracking and the line search",
+                       default="all; 10 on a CPU at T >= 100")
     options.add_training_options(
         parser, runs.RunSettings, run_dir="runs/demo" if for_demo else "runs/PROBLEM-TT",
-        defaults={"batch_size": "1000; the CPU demo 300", "damping": "0.01 × outputs"})
+        defaults={"batch_size": "1000; the CPU demo 300; 100 on a CPU at T >= 100",
+                  "train_batches": "10; 100 on a CPU at T >= 100",
+                  "damping": "0.01 × outputs"})
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -40,7 +40,8 @@ RUN_FILE = "run.json"
 CHANGEABLE_ON_RESUME = ("iterations", "save_every")
 # Settings added after the first release, with the value every older run had: a run description
 # leaves them out at that value, so that older checkpoints resume unchanged.
-ADDED_LATER = {"model": "rnn", "factors": None}
+ADDED_LATER = {"model": "rnn", "factors": None, "backtracking": "martens",
+               "score_batches": None}
 
 
 @dataclass
@@ -94,6 +95,9 @@ class RunSettings(_SavedSettings):
     biases: bool = False
     rho_model: str = "damped"
     line_search: str = "decrease"
+    backtracking: str = "martens"         # Martens (H4), or "release": the held batch (H4r)
+    score_batches: int | None = None      # the first N training batches score backtracking
+                                          # and the line search; None: all of them
     save_every: int = 5
 
 
@@ -130,12 +134,16 @@ def build(settings: RunSettings, run_dir: str | os.PathLike | None = None,
                                       dataset.output, hidden=settings.hidden,
                                       factors=settings.factors, biases=settings.biases)
     damping = settings.damping if settings.damping is not None else 0.01 * dataset.n_outputs
+    scoring = (None if settings.score_batches is None
+               else tuple(dataset.train_batches[:settings.score_batches]))
     optimizer = HF(model, dataset, seed=settings.seed, run_dir=run_dir,
                    save_every=settings.save_every, progress=progress, damping=damping,
                    structural_damping_mu=settings.mu, max_cg_iter=settings.max_cg,
                    curvature_batches=(dataset.train_batches[0],),
                    rho_model=settings.rho_model, line_search=settings.line_search,
-                   run_info=settings.run_info(), communicator=communicator)
+                   backtracking=settings.backtracking, backtrack_batches=scoring,
+                   line_search_batches=scoring, run_info=settings.run_info(),
+                   communicator=communicator)
     return model, dataset, optimizer
 
 
@@ -193,6 +201,8 @@ def load_settings(run_dir: str | os.PathLike) -> RunSettings | TextRunSettings:
     unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    if cls is RunSettings:   # an older run.json: the value every run had before a field came
+        saved = {**ADDED_LATER, **saved}
     return cls(**saved)
 
 

@@ -43,6 +43,13 @@ def backtracking_steps(max_iterations: int) -> list[int]:
     return steps
 
 
+def release_steps(max_iterations: int, every: int) -> list[int]:
+    """The steps i = 1, 1 + every, 1 + 2·every, … up to max_iterations whose iterates the 2011
+    release scores for its backtracking (its ``i % cg_eval_freq == 0`` with i counted from 0;
+    derivations/cg-and-damping.md, (H4r)); CG keeps the last iterate besides."""
+    return list(range(1, max_iterations + 1, every))
+
+
 class _Norms:
     """‖x_i‖ and ‖r_i‖ of one step. ‖r_i‖ comes with the step's other scalars (the residual test
     needs it every step); ‖x_i‖ is computed when first read (one reduction and one host sync),

@@ -9,7 +9,9 @@ One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"), ea
    (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where every
    product G v reuses that forward pass;
 4. ``_backtrack``: walking back from the last kept CG iterate while the objective keeps
-   decreasing, the first local minimum met (eq. (H4); not the lowest of all kept iterates);
+   decreasing, the first local minimum met (eq. (H4); not the lowest of all kept iterates), or,
+   with ``backtracking="release"``, the lowest objective on a held batch among the iterates of
+   every ``cg_eval_every``-th CG step and the last (eq. (H4r));
 5. ``_rho_and_damping``: ρ = actual / predicted reduction (eq. (D1)), then the
    Levenberg-Marquardt update of λ (eq. (D2));
 6. ``_line_search`` along the chosen p (Armijo, eq. (H5), or the release's "first step that
@@ -40,8 +42,8 @@ from arrayhf import checkpoint, threads
 from arrayhf._validate import check_finite, check_floating, check_shape, is_integer, namespace_of
 from arrayhf.data.sharded import ShardedDataset
 from arrayhf.distributed import SingleProcess, check_agree, raise_together
-from arrayhf.hf import running, state
-from arrayhf.hf.cg import conjugate_gradient
+from arrayhf.hf import backtracking, line_search, running, state
+from arrayhf.hf.cg import conjugate_gradient, release_steps
 from arrayhf.hf.damping import (
     LevenbergMarquardt,
     Ratio,
@@ -123,7 +125,8 @@ class HF:
         first = raise_together(self.communicator, lambda: [   # unknown ids: KeyError now
             dataset.batch(i) for i in {repr(i): i for i in (
                 *train_ids, *(self.config.curvature_batches or ()),
-                *(self.config.backtrack_batches or ()))}.values()][0])
+                *(self.config.backtrack_batches or ()),
+                *(self.config.line_search_batches or ()))}.values()][0])
         self.xp = namespace_of(first.inputs, first.targets, first.mask)
         self.batch_objective = BatchObjective(model, dataset, self.xp,
                                               weight_cost=self.config.weight_cost,
@@ -187,16 +190,22 @@ class HF:
                 *grad_ids, self._curvature_id(iteration)]}.values()])
         self.log.start_cg(iteration)
         self.log.phase("gradient")
+        laps = running.Laps()                   # the record's phase_seconds
         objective, gradient, gradient_norm = self._evaluate_gradient(params, grad_ids, iteration)
+        laps.mark("gradient")
         cg, rho_product = self._solve(params, gradient, iteration)
+        laps.mark("cg")
         self.log.phase("backtracking")
-        chosen, new_objective = self._backtrack(params, cg.iterates, grad_ids)
+        chosen, new_objective = self._backtrack(params, cg.iterates, grad_ids, iteration)
         chosen_step, direction = cg.iterates[chosen]
+        laps.mark("backtracking")
         ratio = self._rho_and_damping(gradient, direction, objective, new_objective, rho_product)
         next_damping = ratio.next_damping
+        laps.mark("rho")
         self.log.phase("line search")
         step_size, accepted_objective = self._line_search(params, direction, objective,
                                                           new_objective, ratio.slope, grad_ids)
+        laps.mark("line_search")
         if step_size == 0.0:
             next_damping = max(next_damping, damping * self.config.damping_boost)  # rejected
             new_params = params
@@ -205,7 +214,7 @@ class HF:
 
         record = self._record(started, new_params, next_damping, iteration,
                               self.cg_total + cg.n_steps, accepted_objective, gradient_norm,
-                              damping, ratio, cg, chosen_step, step_size)
+                              damping, ratio, cg, chosen_step, step_size, laps)
         dataset_state = self._get_dataset_state()
         # commit the iteration in one statement: a Ctrl-C or SIGTERM before it loses only this
         # iteration, one after it finds the state and its record together (run() logs it)
@@ -250,10 +259,12 @@ class HF:
             preconditioner = (squared + shift) ** 0.75
 
         warm_start = None if self.cg_warm_start is None else config.cg_decay * self.cg_warm_start
+        keep_steps = (release_steps(config.max_cg_iter, config.cg_eval_every)      # (H4r)
+                      if config.backtracking == "release" else None)               # (H4)
         cg = conjugate_gradient(
             damped_product, -gradient, warm_start, preconditioner=preconditioner,
             max_iterations=config.max_cg_iter, min_iterations=config.min_cg_iter,
-            epsilon=config.cg_epsilon, callback=self.log.cg_step)
+            epsilon=config.cg_epsilon, keep_steps=keep_steps, callback=self.log.cg_step)
         if config.rho_model == "damped":
             return cg, damped_product
         # Martens' model for ρ (D1): (G + w I) v, on the same forward pass; the CG operator is G
@@ -262,18 +273,19 @@ class HF:
                         operator(params, curvature_batch, cache, 0.0))
         return cg, lambda v: gauss_newton(v) + config.weight_cost * v
 
-    def _backtrack(self, params, iterates, grad_ids):
-        """(H4): walk back from the last kept CG iterate while the objective on the backtracking
-        batches keeps decreasing. Returns (index of the chosen iterate, f(θ + p) on the gradient
-        batches), the latter reused when the two sets of batches are the same."""
-        backtrack_ids = list(self.config.backtrack_batches or grad_ids)
-        chosen = len(iterates) - 1
-        chosen_value = self._objective(params + iterates[chosen][1], backtrack_ids)
-        for index in range(len(iterates) - 2, -1, -1):
-            value = self._objective(params + iterates[index][1], backtrack_ids)
-            if value >= chosen_value:
-                break
-            chosen, chosen_value = index, value
+    def _backtrack(self, params, iterates, grad_ids, iteration):
+        """The chosen CG iterate, by (H4) or (H4r) (``backtracking``; hf/backtracking.py).
+        Returns (index of the chosen iterate, f(θ + p) on the gradient batches), the latter
+        reused when the backtracking batches are the gradient batches."""
+        config = self.config
+        backtrack_ids = backtracking.scoring_batches(
+            config.backtracking, config.backtrack_batches, grad_ids, self._train_ids(),
+            self._curvature_id(iteration))
+
+        def value(index):
+            return self._objective(params + iterates[index][1], backtrack_ids)
+
+        chosen, chosen_value = backtracking.RULES[config.backtracking](value, len(iterates))
         if backtrack_ids != grad_ids:   # ρ (D1) and the line search (H5) judge f on B
             chosen_value = self._objective(params + iterates[chosen][1], grad_ids)
         return chosen, chosen_value
@@ -291,27 +303,26 @@ class HF:
                       slope=slope, next_damping=self.rule.update(self.damping, rho))  # (D2)
 
     def _line_search(self, params, direction, objective, objective_at_one, slope, grad_ids):
-        """(η, f(θ + ηp)): the first step length of 1, γ, γ², … (γ = ``line_search_rate``) that
-        passes the test, Armijo's (H5) or the release's plain decrease, or (0, f(θ)) when none
-        does within ``max_line_search`` tries, or the mode's own limit (the step is rejected)."""
-        config = self.config
-        if config.line_search == "armijo" and not slope < 0:
-            return 0.0, objective   # not a descent direction: no step length can pass
-        step_size, value = 1.0, objective_at_one
-        for attempt in range(config.line_search_tries):
-            if attempt > 0:
-                step_size *= config.line_search_rate
-                value = self._objective(params + step_size * direction, grad_ids)
-            if config.line_search == "armijo":
-                passes = slope < 0 and value <= objective + config.armijo_c * step_size * slope
-            else:
-                passes = value < objective
-            if passes:
-                return step_size, value
-        return 0.0, objective
+        """(η, f_B(θ + ηp)): the line search (H5) (hf/line_search.py) on ``line_search_batches``
+        L, by default the gradient batches B, and the accepted point's f on B, which the record
+        reports: reused when L = B or η ∈ {0, 1}, one evaluation otherwise."""
+        search_ids = list(self.config.line_search_batches or grad_ids)
+
+        def along(ids):
+            return lambda step_size: self._objective(params + step_size * direction, ids)
+
+        if search_ids == grad_ids:
+            return line_search.search(self.config, along(grad_ids), objective,
+                                      objective_at_one, slope)
+        step_size, _ = line_search.search(self.config, along(search_ids),     # (H5) on L
+                                          self._objective(params, search_ids),
+                                          along(search_ids)(1.0), slope)
+        if step_size in (0.0, 1.0):
+            return step_size, objective if step_size == 0.0 else objective_at_one
+        return step_size, along(grad_ids)(step_size)
 
     def _record(self, started, params, next_damping, iteration, cg_total, objective,
-                gradient_norm, damping, ratio, cg, chosen_step, step_size) -> dict:
+                gradient_norm, damping, ratio, cg, chosen_step, step_size, laps) -> dict:
         """The metrics record of the iteration about to be committed (its θ, λ' and counters),
         with the test set evaluated every ``test_every`` iterations."""
         record = {
@@ -334,12 +345,15 @@ class HF:
             "chosen_iterate": chosen_step,
             "line_search_step": step_size,
             "seconds": None,
+            "phase_seconds": None,
             "processes": self.communicator.world_size,
         }
         if self.config.test_every and iteration % self.config.test_every == 0:
             self.log.phase("test")
             record["test_loss"], record["test_error"] = (
                 self.batch_objective.test_loss_and_error(params, self.dataset.test_batches))
+        laps.mark("test")
+        record["phase_seconds"] = laps.seconds
         record["seconds"] = time.perf_counter() - started
         return record
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,21 @@ class HFResult(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+class Laps:
+    """Wall seconds of an iteration's phases (the record's ``phase_seconds``), each counted
+    from the end of the phase before it."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        """The phase ``phase`` ends now."""
+        now = time.perf_counter()
+        self.seconds = {**self.seconds, phase: now - self._last}
+        self._last = now
 
 
 MESSAGES = {0: "stop condition met", 1: "reached max_iterations",

@@ -26,7 +26,9 @@ class HFConfig:
     ``rho_model`` "damped" (release) or "undamped" (Martens); ``line_search`` "armijo" (Martens:
     c = 1e-2, rate 0.8) or "decrease" (release: the first 0.8ⁱ step that lowers the loss), each
     trying at most ``max_line_search`` step lengths; None: the mode's own limit (Armijo 60,
-    Martens; decrease 50, the release).
+    Martens; decrease 50, the release); ``backtracking`` "martens" (H4: walk back over the
+    iterates kept at ⌈5·1.3ʲ⌉ while f decreases) or "release" (H4r: every ``cg_eval_every`` CG
+    steps and at the last, f on a held batch, the lowest wins).
     """
 
     damping: float = 1.0                 # initial λ
@@ -38,6 +40,7 @@ class HFConfig:
     grad_batches: tuple | None = None    # batch ids for f and g; None = every training batch
     curvature_batches: tuple | None = None  # cycled, one per iteration; None = training batches
     backtrack_batches: tuple | None = None  # objective for backtracking; None = grad_batches
+    line_search_batches: tuple | None = None  # objective of the line search; None = grad_batches
     weight_cost: float = 0.0             # w of ½ w ‖θ‖²
     preconditioner: bool = False         # Martens' (F + λ + w)^0.75, F = (1/N) Σ m_p g_p² (H3)
     rho_model: str = "undamped"
@@ -48,6 +51,8 @@ class HFConfig:
     damping_boost: float = 1.5
     damping_drop: float = 2.0 / 3.0
     test_every: int = 1
+    backtracking: str = "martens"        # "martens" (H4) or "release" (H4r)
+    cg_eval_every: int = 10              # "release": score every this many CG steps (H4r)
 
     def __post_init__(self) -> None:
         if self.rho_model not in ("damped", "undamped"):
@@ -55,6 +60,9 @@ class HFConfig:
         if self.line_search not in ("armijo", "decrease"):
             raise ValueError(f"expected line_search 'armijo' or 'decrease', got "
                              f"{self.line_search!r}")
+        if self.backtracking not in ("martens", "release"):
+            raise ValueError(f"expected backtracking 'martens' or 'release', got "
+                             f"{self.backtracking!r}")
         for name, low, high, closed in _RANGES:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL_SETTINGS:
@@ -76,7 +84,8 @@ class HFConfig:
         if self.min_cg_iter > self.max_cg_iter:
             raise ValueError(f"expected min_cg_iter <= max_cg_iter, got {self.min_cg_iter} > "
                              f"{self.max_cg_iter}")
-        for name in ("grad_batches", "curvature_batches", "backtrack_batches"):
+        for name in ("grad_batches", "curvature_batches", "backtrack_batches",
+                     "line_search_batches"):
             value = getattr(self, name)
             if value is not None:
                 if not isinstance(value, list | tuple) or not value:
@@ -111,8 +120,10 @@ _RANGES = (
     ("damping_boost", 1.0, math.inf, False),
     ("damping_drop", 0.0, 1.0, False),
     ("test_every", 0, math.inf, True),
+    ("cg_eval_every", 1, math.inf, True),
 )
-_INTEGER_SETTINGS = ("max_cg_iter", "min_cg_iter", "max_line_search", "test_every")
+_INTEGER_SETTINGS = ("max_cg_iter", "min_cg_iter", "max_line_search", "test_every",
+                     "cg_eval_every")
 _OPTIONAL_SETTINGS = ("max_line_search",)   # None: the default of the chosen mode
 
 # the line search's tries when max_line_search is None (H5): Martens' 60 Armijo tries (η = 0.8⁰
@@ -120,12 +131,18 @@ _OPTIONAL_SETTINGS = ("max_line_search",)   # None: the default of the chosen mo
 LINE_SEARCH_TRIES = {"armijo": 60, "decrease": 50}
 
 
+# settings added after checkpoints were first written, with the value every older run had
+ADDED_LATER = {"backtracking": "martens", "cg_eval_every": 10, "line_search_batches": None}
+
+
 def acting_settings(values: Any) -> Any:
     """JSON settings (``to_json``, or a checkpoint's) with ``max_line_search`` None replaced by
     its mode's limit, so that settings which act alike compare equal (a checkpoint from before
-    None meant "the mode's default" spells Armijo's 60 out)."""
+    None meant "the mode's default" spells Armijo's 60 out), and the settings of ADDED_LATER
+    filled in where an older checkpoint lacks them."""
     if not isinstance(values, dict):
         return values
+    values = {**ADDED_LATER, **values}
     mode = values.get("line_search")
     if values.get("max_line_search") is None and mode in LINE_SEARCH_TRIES:
         values = {**values, "max_line_search": LINE_SEARCH_TRIES[mode]}

@@ -1,0 +1,216 @@
+"""Long range: the pathological problems at T = 100 on this CPU, as ``arrayhf train`` runs them,
+and the diagnosis of why the release's batch sizes, cut to a CPU, fail there.
+
+    python bench/long_range.py                    # the table: 4 problems at T = 100, 2 seeds
+    python bench/long_range.py --problems temporal_order --seeds 0 --time-limit 300
+    python bench/long_range.py diagnose           # per-iteration extras, 10 × 100 sequences
+    python bench/long_range.py diagnose --train-batches 100
+    python bench/long_range.py --quick            # T = 20, one short run: checks that it runs
+
+The table. Every run is ``arrayhf train --problem P --T T --threshold 0.01 --seed S --threads 2``
+with no other option (``--mu 0`` for the runs without structural damping), built from that
+command line by the CLI's own parser and ``arrayhf.cli.pathological.train_settings``, so it gets
+what a user gets, the CPU-sized settings at T >= 100 included. A run stops at a test error below
+1% (solved) or at the first iteration that ends past ``--time-limit`` seconds. Reported: solved,
+HF iterations, CG steps, wall seconds of ``optimizer.run`` and the last test error. Run it alone
+on the machine: the times are wall times.
+
+The diagnosis (``diagnose``): one run, with per-iteration values the logs do not hold, computed
+after each iteration at the θ it started from, off the iteration's clock: the spectral radius of
+W_hh; the quadratic model's predicted change q(p) = gᵀp + ½pᵀGp at the chosen step p with G of the
+curvature batch and with G of a held batch (training batch 1, never the curvature batch); the
+actual change of f on each of those two batches; and f along p (η = 0.3, 1) on all the gradient
+batches. The training loss of each iteration is on fresh sequences (the data set draws new ones
+every iteration), so a rising training loss is a rising loss on unseen data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import common
+import numpy as np
+
+from arrayhf import backend, threads
+from arrayhf.cli import build_parser, pathological, runs
+from arrayhf.curvature import curvature_operator
+
+PROBLEMS = ("addition", "multiplication", "xor", "temporal_order")
+
+
+def command_settings(problem: str, T: int, seed: int, iterations: int, *extra: str
+                     ) -> runs.RunSettings:
+    """What ``arrayhf train --problem P --T T --threshold 0.01 --seed S ...`` runs."""
+    args = build_parser().parse_args(["train", "--problem", problem, "--T", str(T),
+                                      "--threshold", "0.01", "--seed", str(seed),
+                                      "--iterations", str(iterations), *extra])
+    return pathological.train_settings(args)
+
+
+def table_run(problem: str, T: int, seed: int, args, *extra: str) -> dict:
+    """One run until solved or past the time limit."""
+    settings = command_settings(problem, T, seed, args.max_iterations, *extra)
+    _, _, optimizer = runs.build(settings, None, progress=False)
+    started = time.perf_counter()
+
+    def stop(record) -> bool:
+        return (pathological.solved(settings, record)
+                or time.perf_counter() - started > args.time_limit)
+
+    optimizer.run(args.max_iterations, stop=stop)
+    last = optimizer.history[-1]
+    return {"problem": problem, "T": T, "seed": seed, "options": " ".join(extra),
+            "batch_size": settings.batch_size, "train_batches": settings.train_batches,
+            "solved": pathological.solved(settings, last), "iterations": optimizer.iteration,
+            "cg_steps": optimizer.cg_total, "seconds": time.perf_counter() - started,
+            "test_error": last["test_error"],
+            "history": [{k: r[k] for k in ("iteration", "train_loss", "test_error", "grad_norm",
+                                           "damping", "rho", "cg_steps", "seconds")}
+                        for r in optimizer.history]}
+
+
+def table(args) -> list[dict]:
+    """Every problem and seed at T; memorization at ``--memorization-T``; the runs without
+    structural damping for the first problem."""
+    given = tuple(args.options.split())
+    plan = [(p, args.T, s, given) for p in args.problems.split(",") for s in args.seed_list]
+    if args.memorization_T:
+        plan += [("memorization", args.memorization_T, s, given) for s in args.seed_list]
+    if args.no_structural:
+        plan += [(p, args.T, s, (*given, "--mu", "0")) for p in args.no_structural.split(",")
+                 for s in args.seed_list]
+    results = []
+    for problem, T, seed, extra in plan:
+        results.append(table_run(problem, T, seed, args, *extra))
+        shown = {k: v for k, v in results[-1].items() if k != "history"}
+        print(json.dumps(shown), flush=True)
+    common.print_table(
+        f"arrayhf train at the CPU's defaults, --threads 2, {args.time_limit:g} s a run at most",
+        ["problem", "T", "options", "seed", "result", "HF iterations", "CG steps", "seconds"],
+        [[r["problem"], r["T"], r["options"] or "-", r["seed"],
+          ("solved" if r["solved"] else "not solved") + f", {100 * r['test_error']:.2f}% wrong",
+          r["iterations"], r["cg_steps"], f"{r['seconds']:.0f}"] for r in results])
+    return results
+
+
+class Diagnosis:
+    """Per-iteration values beside an HF run's records (the module docstring): the chosen step
+    p and the gradient g are caught as the optimizer computes them."""
+
+    def __init__(self, model, dataset, optimizer):
+        self.model, self.dataset, self.optimizer = model, dataset, optimizer
+        self.caught: dict = {}
+        backtrack, evaluate = optimizer._backtrack, optimizer._evaluate_gradient
+
+        def caught_backtrack(params, iterates, grad_ids, iteration):
+            chosen, value = backtrack(params, iterates, grad_ids, iteration)
+            self.caught.update(direction=iterates[chosen][1], params=params)
+            return chosen, value
+
+        def caught_gradient(params, grad_ids, iteration):
+            objective, gradient, norm = evaluate(params, grad_ids, iteration)
+            self.caught.update(gradient=gradient, objective=objective)
+            return objective, gradient, norm
+
+        optimizer._backtrack, optimizer._evaluate_gradient = caught_backtrack, caught_gradient
+
+    def quadratic_change(self, batch_id) -> float:
+        """q(p) − q(0) = gᵀp + ½ pᵀ G p with G of one batch, at the iteration's θ."""
+        xp, caught = self.optimizer.xp, self.caught
+        params, direction = caught["params"], caught["direction"]
+        batch = self.optimizer.batch_objective.batch(batch_id)
+        product = curvature_operator(self.model, params, batch,
+                                     self.model.forward(params, batch.inputs), 0.0)
+        return float(xp.sum(caught["gradient"] * direction)
+                     + 0.5 * xp.sum(direction * product(direction)))
+
+    def change(self, batch_ids, step_size: float = 1.0) -> float:
+        """f(θ + ηp) − f(θ) on the batches."""
+        objective = self.optimizer._objective
+        params, direction = self.caught["params"], self.caught["direction"]
+        return objective(params + step_size * direction, batch_ids) - objective(params, batch_ids)
+
+    def row(self, record: dict) -> dict:
+        """The record's values and the diagnosis of its iteration."""
+        optimizer = self.optimizer
+        recurrent = self.model.layout.unflatten(self.caught["params"], xp=optimizer.xp)["W_hh"]
+        radius = float(np.max(np.abs(np.linalg.eigvals(backend.to_numpy(recurrent)))))
+        curvature_id = optimizer._curvature_id(record["iteration"])
+        held_id = next(i for i in self.dataset.train_batches if i != curvature_id)
+        grad_ids = optimizer._train_ids()
+        return {**{k: record[k] for k in ("iteration", "train_loss", "test_error", "grad_norm",
+                                          "theta_norm", "damping", "rho", "cg_steps",
+                                          "chosen_iterate", "line_search_step", "seconds")},
+                "radius": radius,
+                "q_curvature": self.quadratic_change(curvature_id),
+                "q_held": self.quadratic_change(held_id),
+                "change_curvature": self.change([curvature_id]),
+                "change_held": self.change([held_id]),
+                "along_0.3": self.change(grad_ids, 0.3), "along_1": self.change(grad_ids, 1.0)}
+
+
+def diagnose(args) -> list[dict]:
+    """One run of the CLI's settings with ``--train-batches`` and ``--batch-size``, and the
+    diagnosis of every iteration, for ``--time-limit`` seconds of HF time at most."""
+    extra = ["--train-batches", str(args.train_batches), "--batch-size", str(args.batch_size)]
+    settings = command_settings(args.diagnose_problem, args.T, args.seed_list[0],
+                                args.max_iterations, *extra)
+    model, dataset, optimizer = runs.build(settings, None, progress=False)
+    diagnosis = Diagnosis(model, dataset, optimizer)
+    rows: list[dict] = []
+    columns = ("iteration", "train_loss", "test_error", "grad_norm", "radius", "damping", "rho",
+               "cg_steps", "chosen_iterate", "line_search_step", "q_curvature", "q_held",
+               "change_curvature", "change_held", "along_0.3", "along_1")
+    print(" ".join(f"{c[:10]:>10}" for c in columns))
+    while optimizer.iteration < args.max_iterations:
+        record = optimizer.step()
+        optimizer.history.append(record)
+        rows.append(diagnosis.row(record))
+        print(" ".join(f"{rows[-1][c]:>10.4g}" if isinstance(rows[-1][c], float)
+                       else f"{rows[-1][c]:>10}" for c in columns), flush=True)
+        if (pathological.solved(settings, record)
+                or sum(r["seconds"] for r in rows) > args.time_limit):
+            break
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", nargs="?", choices=("table", "diagnose"), default="table")
+    parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument("--T", type=int, default=100)
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--memorization-T", dest="memorization_T", type=int, default=0,
+                        help="also memorization at this T (0: not)")
+    parser.add_argument("--no-structural", dest="no_structural", default="temporal_order",
+                        help="problems also run with --mu 0 ('' for none)")
+    parser.add_argument("--time-limit", dest="time_limit", type=float, default=840.0,
+                        help="seconds a run (checked between iterations)")
+    parser.add_argument("--max-iterations", dest="max_iterations", type=int, default=1000)
+    parser.add_argument("--diagnose-problem", dest="diagnose_problem", default="temporal_order")
+    parser.add_argument("--train-batches", dest="train_batches", type=int, default=10,
+                        help="diagnose: training batches an iteration")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=100,
+                        help="diagnose: sequences a batch")
+    parser.add_argument("--options", default="",
+                        help="more arrayhf train options for every run of the table")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.T, args.problems, args.seeds, args.time_limit = 20, "temporal_order", "0", 20.0
+        args.no_structural, args.max_iterations = "", 3
+        args.options = "--batch-size 50 --train-batches 4 --score-batches 2"
+    args.seed_list = [int(s) for s in args.seeds.split(",")]
+    threads.configure(2)
+    results = diagnose(args) if args.what == "diagnose" else table(args)
+    name = "long_range" + ("_diagnose" if args.what == "diagnose" else "")
+    common.write_json(name + ("_quick" if args.quick else ""), args.json,
+                      {"arguments": {k: v for k, v in vars(args).items()}, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
