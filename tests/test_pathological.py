@@ -419,3 +419,46 @@ def test_zero_one_error_wants_predictions_of_the_targets_shape(xp, device):
     with pytest.raises(ValueError, match="needs the batch's mask"):
         data.zero_one_error(unmasked, batch.targets)
 
+
+
+def test_ten_wrong_of_a_thousand_is_one_percent_exactly_in_float32(xp, device):
+    """The zero-one error is a count over a number: 10 wrong sequences of 1,000 give 0.01 in
+    float32 too (a float32 mean gives 0.0099999998, "fewer than 1%"), and the test error the
+    optimizer reports over 10 batches of 100 is 0.01 as well, so that MS11's "fewer than 1%"
+    refuses it."""
+    import arrayhf
+    from arrayhf.hf.objective import BatchObjective
+
+    dataset = Pathological("addition", 20, batch_size=100, n_train_batches=1, n_test_batches=10,
+                           xp=xp, dtype="float32", device=device)
+    model = arrayhf.RNN(2, 4, 1, biases=False)
+    rows = []
+    for index, batch_id in enumerate(dataset.test_batches):
+        batch = dataset.batch(batch_id)
+        wrong = np.zeros(host(batch.targets).shape, dtype=np.float32)
+        wrong[..., index: index + 1, :] = 1.0            # one wrong sequence in each batch
+        predictions = batch.targets + backend.from_host(wrong, xp, device=device)
+        error = dataset.zero_one_error(batch, predictions)
+        assert error == 0.01 and isinstance(error, float)
+        rows.append(error)
+
+    class Fixed:
+        """A model whose predictions are the targets with one sequence wrong per batch."""
+
+        output = model.output
+
+        def forward(self, params, inputs):
+            index = next(i for i, b in enumerate(dataset.test_batches)
+                         if dataset.batch(b).inputs is inputs)
+            batch = dataset.batch(dataset.test_batches[index])
+            wrong = np.zeros(host(batch.targets).shape, dtype=np.float32)
+            wrong[..., index: index + 1, :] = 1.0
+            return type("Cache", (), {"predictions": batch.targets + backend.from_host(
+                wrong, xp, device=device)})()
+
+        def loss(self, params, batch, cache):
+            return xp.asarray(0.0)
+
+    objective = BatchObjective(Fixed(), dataset, xp, weight_cost=0.0)
+    _, error = objective.test_loss_and_error(None, dataset.test_batches)
+    assert error == 0.01 and not error < 0.01
