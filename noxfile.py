@@ -99,13 +99,17 @@ def docs(session):
     session.run("pytest", "docs", *session.posargs)
 
 
-# The sizes nox -s bench runs on a 2-core CPU within 15 minutes; bench/README.md gives the
+# The sizes nox -s bench runs on a 2-core CPU in about 20 minutes; bench/README.md gives the
 # commands for the full sizes and for a GPU (bench/gpu.sh).
 BENCH_RUNS = [
     ["bench/gv.py"],
     ["bench/peer.py", "--T", "200", "--batch", "1000", "--cg-steps", "3", "--repeats", "3"],
     ["bench/end_to_end.py", "--problems", "addition", "--T", "20", "--batch-size", "300",
-     "--seeds", "0", "--backends", "numpy,torch", "--time-limit", "100", "--adam-lrs", "1e-3"],
+     "--seeds", "0", "--backends", "numpy,torch", "--time-limit", "100", "--adam-lrs", "1e-3",
+     "--peer"],
+    ["bench/long_range.py", "--problems", "temporal_order", "--seeds", "0", "--no-structural",
+     ""],
+    ["bench/gpu_estimate.py"],
 ]
 
 

@@ -3,6 +3,13 @@
     python bench/end_to_end.py                   # addition, multiplication at T = 50; numpy, torch
     python bench/end_to_end.py --T 50,100 --seeds 0,1,2 --time-limit 600
     python bench/end_to_end.py --quick           # T = 20, addition, 20 s: checks that it runs
+    python bench/end_to_end.py --problems addition --T 20 --batch-size 300 --seeds 0,1,2 \
+        --backends numpy --skip-adam --peer      # time to solve against hessianfree
+
+Every HF run also reports where its time went: the sums of its records' ``phase_seconds``
+(gradient, CG, backtracking, ρ, line search, test) and the share outside CG. ``--peer`` runs
+hessianfree 0.4.0 with a mask-aware curvature beside every numpy HF run, on the same sequences
+from the same θ₀ (bench/peer_solve.py), under the same time limit.
 
 What is measured
 ----------------
@@ -24,32 +31,27 @@ Adam (torch autodiff). The same network written in torch: a_t = x_t W_xh + h_{t-
 h_t = tanh(a_t), z_t = h_t W_hy, with the learned h_0 (and b_h, b_y if the model had biases),
 the problem's output and matching loss as arrayhf.losses defines them (linear: ½‖z - t‖²; logistic:
 binary cross-entropy; softmax: categorical cross-entropy), averaged over the unmasked outputs. Its
-initial parameters are the HF run's: ``model.init(seed)``, cut into blocks by ``model.unflatten``;
+initial parameters are the HF run's: ``model.init(seed)``, the same flat vector (bench/autodiff.py);
 the torch loss and gradient at θ₀ are compared with arrayhf's on one batch before training (the
 relative differences are printed and saved). The data are a ``Pathological`` data set built by
 ``runs.build`` with the HF run's settings and seed, so the test set is the same and the training
 sequences come from the same stream: each Adam step uses one training batch of ``--batch-size``
 sequences, in order, and ``dataset.forget()`` draws fresh batches after every pass over the
-``--train-batches`` batches, as HF draws them every iteration. ``torch.optim.Adam`` with its
-default betas and ε, no weight decay, no gradient clipping, no learning-rate schedule; every
-learning rate of ``--adam-lrs`` gets the full budget. The test error (the data set's
-``zero_one_error`` over all test batches) is evaluated every ``--adam-eval-every`` steps and at the
-end of the budget, off the clock (the clock counts the training steps and the data draws only);
-Adam *solves* a problem when one evaluation is below 1%, and then stops.
+``--train-batches`` batches, as HF draws them every iteration. ``torch.optim.Adam``, defaults,
+no weight decay, clipping or schedule; each of ``--adam-lrs`` gets the full budget. The test error
+(``zero_one_error`` over all test batches) is evaluated every ``--adam-eval-every`` steps and at
+the end, off the clock (it counts training steps and data draws); one below 1% solves and stops.
 
 Budget rule. For each (problem, T), the Adam budget is the median over seeds of the torch HF runs'
-wall times, an unsolved run counting as the full ``--time-limit`` (so when no torch run solved, the
-budget is the time limit). Without torch among ``--backends``, the median is over the HF runs of
-every backend of that (problem, T); with ``--skip-adam`` nothing of this runs.
+wall times, an unsolved run counting as the full ``--time-limit``. Without torch among
+``--backends``, the median is over every backend's HF runs; ``--skip-adam``: no Adam.
 
 Both sides compute in ``--dtype`` (default float64, as ``arrayhf train``) on the CPU, torch with
 ``--torch-threads`` threads (default: torch's own count), numpy with its BLAS's (set
-``OPENBLAS_NUM_THREADS``); the JSON records both. On a CPU shared with another busy program, use
-``--torch-threads 1``: torch's spinning thread pool can then be many times slower. The common
-options ``--backend`` and ``--repeats`` are not used here: ``--backends`` lists the HF backends
-and every run is done once per seed. ``--quick`` (T = 20, addition, seed 0, 20 s, 50 sequences a
-batch; options given explicitly win) writes ``bench/results/end_to_end_quick.json`` unless
-``--json`` says otherwise.
+``OPENBLAS_NUM_THREADS``); the JSON records both (on a shared CPU, ``--torch-threads 1``).
+``--backends`` lists the HF backends (``--backend``, ``--repeats`` are not used). ``--quick``
+(T = 20, addition, seed 0, 20 s, 50 sequences a batch; options given win) writes
+``bench/results/end_to_end_quick.json`` unless ``--json`` says otherwise.
 """
 
 from __future__ import annotations
@@ -94,12 +96,14 @@ def hf_run(args, problem: str, T: int, backend_name: str, seed: int) -> dict:
     """One HF run until solved, past the time limit, or at --max-iterations."""
     settings = settings_for(args, problem, T, seed, backend_name)
     _, _, optimizer = runs.build(settings, run_dir=None, progress=False)
-    trace = []   # (iteration, seconds since the start, test error)
+    trace, phases = [], {}   # (iteration, seconds since the start, test error); phase totals
     started = time.perf_counter()
 
     def stop(record) -> bool:
         elapsed = time.perf_counter() - started
         trace.append((record["iteration"], elapsed, record["test_error"]))
+        for phase, seconds in record["phase_seconds"].items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
         if record["iteration"] % 10 == 0:
             print(f"    iteration {record['iteration']}: test error "
                   f"{100 * record['test_error']:.2f}% at {elapsed:.0f} s", flush=True)
@@ -116,7 +120,8 @@ def hf_run(args, problem: str, T: int, backend_name: str, seed: int) -> dict:
             "solved": test_error is not None and test_error < THRESHOLD,
             "iterations": optimizer.iteration, "cg_steps": optimizer.cg_total,
             "seconds": seconds, "test_error": test_error, "failure": failure,
-            "trace": trace}
+            "trace": trace, "phase_seconds": phases,
+            "outside_cg": 1 - phases.get("cg", 0.0) / max(sum(phases.values()), 1e-300)}
 
 
 def summarize(hf_runs: list[dict]) -> list[dict]:
@@ -148,37 +153,18 @@ def adam_budget(args, hf_runs: list[dict], problem: str, T: int) -> float:
 
 
 # -- Adam on the same RNN, by torch autodiff -----------------------------------------------------
-def torch_net_output(blocks: dict, inputs):
-    """z [T, B, n_out] of the RNN (arrayhf.models.rnn, eq. (R1)-(R3)), written in torch."""
-    import torch
+def torch_net_output(model, theta, inputs):
+    """z of the RNN (bench/autodiff.py: arrayhf.models.rnn's equations written in torch)."""
+    import autodiff
 
-    input_part = inputs @ blocks["W_xh"]
-    if "b_h" in blocks:
-        input_part = input_part + blocks["b_h"]
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step in range(inputs.shape[0]):
-        hidden = torch.tanh(input_part[step] + hidden @ blocks["W_hh"])
-        hiddens.append(hidden)
-    net_output = torch.stack(hiddens) @ blocks["W_hy"]
-    return net_output + blocks["b_y"] if "b_y" in blocks else net_output
+    return autodiff.rnn_net_output(model, theta, inputs)
 
 
 def torch_loss(output: str, net_output, batch):
-    """arrayhf.losses' matching loss: Σ_p m_p ℓ(z_p, t_p) / Σ_p m_p."""
-    import torch
-    import torch.nn.functional as F
+    """arrayhf.losses' matching loss, Σ_p m_p ℓ(z_p, t_p) / Σ_p m_p (the tests' torch losses)."""
+    import autodiff
 
-    z, targets = net_output, batch.targets
-    if output == "linear":
-        per_position = 0.5 * ((z - targets) ** 2).sum(-1)
-    elif output == "logistic":
-        per_position = (F.softplus(z) - targets * z).sum(-1)
-    elif output == "softmax":
-        per_position = (targets * (torch.logsumexp(z, -1, keepdim=True) - z)).sum(-1)
-    else:
-        raise ValueError(f"unknown output {output!r}")
-    return (batch.mask * per_position).sum() / batch.mask.sum()
+    return autodiff.loss_of_net_output(output, net_output, batch.targets, batch.mask)
 
 
 def torch_predict(output: str, net_output):
@@ -191,7 +177,7 @@ def torch_predict(output: str, net_output):
     return torch.softmax(net_output, dim=-1)
 
 
-def test_error(dataset, output: str, blocks: dict) -> float:
+def test_error(dataset, model, theta) -> float:
     """The fraction of test sequences wrong, weighted like HF's (by counted outputs)."""
     import torch
 
@@ -199,21 +185,21 @@ def test_error(dataset, output: str, blocks: dict) -> float:
     with torch.no_grad():
         for batch_id in dataset.test_batches:
             batch = dataset.batch(batch_id)
-            predictions = torch_predict(output, torch_net_output(blocks, batch.inputs))
+            predictions = torch_predict(model.output.name,
+                                        torch_net_output(model, theta, batch.inputs))
             count = float(batch.mask.sum())
             errors += count * dataset.zero_one_error(batch, predictions)
             counts += count
     return errors / counts
 
 
-def check_against_arrayhf(model, dataset, theta, blocks: dict) -> dict:
+def check_against_arrayhf(model, dataset, theta, trained) -> dict:
     """Relative differences of the torch loss and gradient at θ₀ from arrayhf's, on batch 0."""
     import torch
 
     batch = dataset.batch(dataset.train_batches[0])
-    loss = torch_loss(model.output.name, torch_net_output(blocks, batch.inputs), batch)
-    gradients = torch.autograd.grad(loss, list(blocks.values()))
-    torch_gradient = torch.cat([g.reshape(-1) for g in gradients])
+    loss = torch_loss(model.output.name, torch_net_output(model, trained, batch.inputs), batch)
+    (torch_gradient,) = torch.autograd.grad(loss, [trained])
     reference_loss = float(model.loss(theta, batch))
     reference_gradient = model.gradient(theta, batch)
     return {"loss": abs(loss.item() - reference_loss) / abs(reference_loss),
@@ -228,10 +214,9 @@ def adam_run(args, problem: str, T: int, seed: int, lr: float, budget: float) ->
     model, dataset, _ = runs.build(settings_for(args, problem, T, seed, "torch"), run_dir=None,
                                    progress=False)
     theta = model.init(seed, xp=backend.namespace("torch"), dtype=args.dtype, device=args.device)
-    blocks = {name: block.detach().clone().requires_grad_(True)
-              for name, block in model.unflatten(theta).items()}
-    check = check_against_arrayhf(model, dataset, theta, blocks)
-    optimizer = torch.optim.Adam(list(blocks.values()), lr=lr)
+    trained = theta.detach().clone().requires_grad_(True)
+    check = check_against_arrayhf(model, dataset, theta, trained)
+    optimizer = torch.optim.Adam([trained], lr=lr)
     output = model.output.name
     steps, evaluation_seconds, trace = 0, 0.0, []
     solved = diverged = False
@@ -243,7 +228,7 @@ def adam_run(args, problem: str, T: int, seed: int, lr: float, budget: float) ->
     def evaluate() -> float:
         nonlocal evaluation_seconds
         begun = time.perf_counter()
-        error = test_error(dataset, output, blocks)
+        error = test_error(dataset, model, trained)
         evaluation_seconds += time.perf_counter() - begun
         trace.append((steps, training_seconds(), error))
         return error
@@ -251,7 +236,7 @@ def adam_run(args, problem: str, T: int, seed: int, lr: float, budget: float) ->
     while not (solved or diverged) and training_seconds() < budget:
         for batch_id in dataset.train_batches:
             batch = dataset.batch(batch_id)
-            loss = torch_loss(output, torch_net_output(blocks, batch.inputs), batch)
+            loss = torch_loss(output, torch_net_output(model, trained, batch.inputs), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -329,6 +314,8 @@ def main():
     parser.add_argument("--adam-eval-every", dest="adam_eval_every", type=int, default=50,
                         help="Adam steps between test evaluations (default 50)")
     parser.add_argument("--skip-adam", dest="skip_adam", action="store_true")
+    parser.add_argument("--peer", action="store_true",
+                        help="also hessianfree (mask-aware curvature) beside each numpy run")
     parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=None,
                         help="torch.set_num_threads for HF on torch and Adam (default: torch's)")
     args = parser.parse_args()
@@ -363,6 +350,24 @@ def main():
                           flush=True)
                     hf_runs.append(run)
     summary = summarize(hf_runs)
+    common.print_table("Where an HF run's time went (sums of the records' phase_seconds)",
+                       ["problem", "T", "backend", "seed", "outside CG", "phases, s"],
+                       [[r["problem"], r["T"], r["backend"], r["seed"],
+                         f"{100 * r['outside_cg']:.0f}%", ", ".join(
+                             f"{k} {v:.1f}" for k, v in r["phase_seconds"].items())]
+                        for r in hf_runs])
+    peer_runs = []
+    if args.peer:
+        import peer_solve
+
+        def build(run):
+            settings = settings_for(args, run["problem"], run["T"], run["seed"], "numpy")
+            model, dataset, optimizer = runs.build(settings, run_dir=None, progress=False)
+            return model, dataset, optimizer.params, {
+                "time_limit": args.time_limit, "max_iterations": args.max_iterations,
+                "threshold": THRESHOLD}
+
+        peer_runs = peer_solve.peer_runs(hf_runs, build)
 
     adam_runs = []
     if not args.skip_adam:
@@ -387,7 +392,7 @@ def main():
         "settings": {key: value for key, value in vars(args).items()
                      if key not in ("backend", "repeats")},
         "threshold": THRESHOLD, "hf_runs": hf_runs, "hf_summary": summary,
-        "adam_runs": adam_runs})
+        "adam_runs": adam_runs, "peer_runs": peer_runs})
 
 
 if __name__ == "__main__":

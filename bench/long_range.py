@@ -3,9 +3,10 @@ and the diagnosis of why the release's batch sizes, cut to a CPU, fail there.
 
     python bench/long_range.py                    # the table: 4 problems at T = 100, 2 seeds
     python bench/long_range.py --problems temporal_order --seeds 0 --time-limit 300
-    python bench/long_range.py diagnose           # per-iteration extras, 10 × 100 sequences
-    python bench/long_range.py diagnose --train-batches 100
+    python bench/long_range.py diagnose --options "--dtype float64"    # 10 × 100 sequences
+    python bench/long_range.py diagnose --train-batches 100            # the CPU's 100 × 100
     python bench/long_range.py --quick            # T = 20, one short run: checks that it runs
+    python bench/long_range.py markdown bench/results/long_range*.json    # the README's rows
 
 The table. Every run is ``arrayhf train --problem P --T T --threshold 0.01 --seed S --threads 2``
 with no other option (``--mu 0`` for the runs without structural damping), built from that
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import time
 
 import common
@@ -154,7 +156,8 @@ class Diagnosis:
 def diagnose(args) -> list[dict]:
     """One run of the CLI's settings with ``--train-batches`` and ``--batch-size``, and the
     diagnosis of every iteration, for ``--time-limit`` seconds of HF time at most."""
-    extra = ["--train-batches", str(args.train_batches), "--batch-size", str(args.batch_size)]
+    extra = ["--train-batches", str(args.train_batches), "--batch-size", str(args.batch_size),
+             *args.options.split()]
     settings = command_settings(args.diagnose_problem, args.T, args.seed_list[0],
                                 args.max_iterations, *extra)
     model, dataset, optimizer = runs.build(settings, None, progress=False)
@@ -176,9 +179,24 @@ def diagnose(args) -> list[dict]:
     return rows
 
 
+def markdown(paths: list[str]) -> str:
+    """The table runs of the JSON files, as the README's markdown rows."""
+    rows = ["| problem | T | options | seed | result | HF iterations | CG steps | wall time |",
+            "|---|---:|---|---:|---|---:|---:|---:|"]
+    for path in paths:
+        for r in json.loads(pathlib.Path(path).read_text())["results"]:
+            result = "solved" if r["solved"] else "**not solved**"
+            rows.append(f"| {r['problem']} | {r['T']} | {r['options'] or '-'} | {r['seed']} | "
+                        f"{result}, {100 * r['test_error']:.1f}% wrong | {r['iterations']} | "
+                        f"{r['cg_steps']:,} | {r['seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", nargs="?", choices=("table", "diagnose"), default="table")
+    parser.add_argument("what", nargs="?", choices=("table", "diagnose", "markdown"),
+                        default="table")
+    parser.add_argument("files", nargs="*", help="markdown: the table's JSON files")
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--T", type=int, default=100)
     parser.add_argument("--seeds", default="0,1")
@@ -195,7 +213,7 @@ def main() -> int:
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=100,
                         help="diagnose: sequences a batch")
     parser.add_argument("--options", default="",
-                        help="more arrayhf train options for every run of the table")
+                        help="more arrayhf train options for every run")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -203,6 +221,9 @@ def main() -> int:
         args.T, args.problems, args.seeds, args.time_limit = 20, "temporal_order", "0", 20.0
         args.no_structural, args.max_iterations = "", 3
         args.options = "--batch-size 50 --train-batches 4 --score-batches 2"
+    if args.what == "markdown":
+        print(markdown(args.files))
+        return 0
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     threads.configure(2)
     results = diagnose(args) if args.what == "diagnose" else table(args)

@@ -130,15 +130,18 @@ def test_long_runs_on_a_cpu_get_cpu_sized_batches_and_say_so(capsys):
         return pathological.train_settings(args)
 
     long = settings("--T", "100")
-    assert (long.batch_size, long.train_batches, long.score_batches) == (100, 100, 10)
+    assert (long.batch_size, long.train_batches, long.score_batches, long.dtype) == (
+        100, 100, 10, "float32")
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("CPU-sized settings at T >= 100 without a GPU: --batch-size 100, "
-                            "--train-batches 100, --score-batches 10 (10,000 gradient")
+                            "--train-batches 100, --score-batches 10, --dtype float32 (10,000 "
+                            "gradient")
     given = settings("--T", "100", "--batch-size", "50")
     assert (given.batch_size, given.train_batches) == (50, 100)
     assert "--batch-size" not in capsys.readouterr().out
     for other in (settings("--T", "99"), settings("--T", "100", "--device", "cuda")):
-        assert (other.batch_size, other.train_batches, other.score_batches) == (1000, 10, None)
+        assert (other.batch_size, other.train_batches, other.score_batches, other.dtype) == (
+            1000, 10, None, "float64")
     assert "CPU-sized" not in capsys.readouterr().out
     demo = pathological._settings(cli.build_parser().parse_args(["demo", "--T", "100"]),
                                   problem="multiplication")

@@ -143,6 +143,37 @@ def test_the_record_splits_the_iteration_into_its_phases(xp, device, monkeypatch
     assert max(v for k, v in phases.items() if k != "backtracking") < 0.2
 
 
+def test_cg_reuses_the_gradient_pass_forward_pass_of_the_curvature_batch(xp, device,
+                                                                        monkeypatch):
+    """The curvature batch is one of the gradient batches: its forward pass at θ is computed
+    once, by the gradient, and CG's products use that one (the G v products agree with the
+    model's own product on a fresh forward pass)."""
+    optimizer = run_blobs(xp, device, iterations=0)
+    model, params = optimizer.model, optimizer.params
+    curvature = optimizer.dataset.batch(optimizer._curvature_id(1))
+    real_forward = type(model).forward
+    at_start = []
+
+    def counted_forward(self, theta, inputs):
+        if theta is params and inputs is curvature.inputs:
+            at_start.append(1)
+        return real_forward(self, theta, inputs)
+
+    monkeypatch.setattr(type(model), "forward", counted_forward)
+    optimizer.step()
+    assert len(at_start) == 1
+    monkeypatch.setattr(type(model), "forward", real_forward)
+    kept = HF(classifier(), blobs(xp, device), seed=0, progress=False, max_cg_iter=5)
+    kept._loss_and_gradient(kept.params, kept._train_ids(), keep=kept._curvature_id(1))
+    cache = kept.batch_objective.kept_forward(kept.params, kept._curvature_id(1))
+    fresh = kept.model.forward(kept.params, curvature.inputs)
+    v = xp.ones_like(kept.params)
+    batch = kept.dataset.batch(kept._curvature_id(1))
+    np.testing.assert_array_equal(
+        host(kept.model.gauss_newton_product(kept.params, batch, v, cache)),
+        host(kept.model.gauss_newton_product(kept.params, batch, v, fresh)))
+
+
 def test_logs_one_record_per_iteration(xp, device, tmp_path):
     optimizer = run_blobs(xp, device, iterations=3, run_dir=tmp_path)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()

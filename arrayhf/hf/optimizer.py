@@ -5,7 +5,8 @@ One HF iteration (derivations/cg-and-damping.md, section "The HF iteration"), ea
 1. fresh training data (``dataset.forget()``, from the second iteration on);
 2. ``_evaluate_gradient``: f(θ) = L(θ) + ½ w ‖θ‖² and g = ∇L + wθ on the gradient batches, each
    batch weighted by its count of unmasked outputs (eq. (H1); hf/objective.py);
-3. ``_solve``: the forward pass of this iteration's curvature batch, computed once, and CG on
+3. ``_solve``: the forward pass of this iteration's curvature batch, computed once (the
+   gradient's own when the curvature batch is a gradient batch), and CG on
    (G + (λ + w) I + λμ S) p = −g, warm-started from 0.95 × the previous CG solution, where every
    product G v reuses that forward pass;
 4. ``_backtrack``: walking back from the last kept CG iterate while the objective keeps
@@ -169,9 +170,10 @@ class HF:
         """f(θ) of (H1) on the batches; +inf when not finite."""
         return self.batch_objective.value(params, batch_ids)
 
-    def _loss_and_gradient(self, params, batch_ids):
-        """(f(θ), g) of (H1) on the batches, each weighted by its count of unmasked outputs."""
-        return self.batch_objective.value_and_gradient(params, batch_ids)
+    def _loss_and_gradient(self, params, batch_ids, keep=None):
+        """(f(θ), g) of (H1) on the batches, each weighted by its count of unmasked outputs;
+        the forward pass of the batch ``keep`` is kept for CG."""
+        return self.batch_objective.value_and_gradient(params, batch_ids, keep=keep)
 
     # -- one HF iteration, phase by phase ----------------------------------------------------
     def step(self) -> dict:
@@ -228,7 +230,8 @@ class HF:
     def _evaluate_gradient(self, params, grad_ids, iteration):
         """(f(θ), g, ‖g‖) of (H1) on the gradient batches; FloatingPointError when f(θ) or g is
         not finite at the current parameters (no step can be judged from there)."""
-        objective, gradient = self._loss_and_gradient(params, grad_ids)
+        objective, gradient = self._loss_and_gradient(params, grad_ids,
+                                                      keep=self._curvature_id(iteration))
         gradient_norm = math.sqrt(float(self.xp.sum(gradient * gradient)))
         if not (math.isfinite(objective) and math.isfinite(gradient_norm)):
             raise FloatingPointError(
@@ -240,10 +243,11 @@ class HF:
         """CG on the damped system A p = −g of (H2), warm-started from ``cg_decay`` × the previous
         solution, with Martens' preconditioner (H3) when chosen. Returns the CG result and
         v ↦ B v, the matrix of ρ's model (D1), on the same cached forward pass."""
-        config, model = self.config, self.model
+        config = self.config
         structural = structural_damping_coefficient(self.damping, config.structural_damping_mu)
         curvature_batch = self.batch_objective.batch(self._curvature_id(iteration))
-        cache = model.forward(params, curvature_batch.inputs)   # once for all of CG
+        cache = self.batch_objective.kept_forward(               # once for all of CG,
+            params, self._curvature_id(iteration))               # kept from the gradient
         shift = self.damping + config.weight_cost
 
         # the products of this iteration share one forward pass and one set of checks

@@ -28,7 +28,9 @@ class HFConfig:
     trying at most ``max_line_search`` step lengths; None: the mode's own limit (Armijo 60,
     Martens; decrease 50, the release); ``backtracking`` "martens" (H4: walk back over the
     iterates kept at ⌈5·1.3ʲ⌉ while f decreases) or "release" (H4r: every ``cg_eval_every`` CG
-    steps and at the last, f on a held batch, the lowest wins).
+    steps and at the last, f on a held batch, the lowest wins). ``backtrack_batches`` and
+    ``line_search_batches`` name the batches whose f scores the iterates and the step lengths
+    (the release: one batch each; default the gradient batches, or for (H4r) the held batch).
     """
 
     damping: float = 1.0                 # initial λ
