@@ -276,12 +276,9 @@ def test_release_backtracking_on_one_batch_scores_the_curvature_batch(xp, device
                                         "train0") == ["train0"]
 
 
-def test_line_search_judges_f_on_line_search_batches(xp, device):
-    """(H5) on L ≠ B: a batch whose (soft) targets are the starting predictions is at its
-    minimum at θ₀, so every step length raises f there and the step is rejected (θ kept, λ
-    boosted), though the same iteration on the gradient batches alone takes a step; the record's
-    objective stays f_B(θ)."""
-    model = classifier()
+def still_batches(model) -> dict:
+    """Host batches train0, train1, test of blobs, and "still", whose (soft) targets are the
+    model's predictions at its θ₀ = model.init(0): f on it is at its minimum there."""
     rng = np.random.default_rng(0)
     centers = 2.0 * rng.standard_normal((N_CLASSES, N_FEATURES))
     start_params = model.init(0, xp=backend.namespace("numpy"))
@@ -291,6 +288,16 @@ def test_line_search_judges_f_on_line_search_batches(xp, device):
         if name == "still":
             targets = host(model.predict(start_params, inputs))
         batches[name] = (inputs, targets, None)
+    return batches
+
+
+def test_line_search_judges_f_on_line_search_batches(xp, device):
+    """(H5) on L ≠ B: a batch whose (soft) targets are the starting predictions is at its
+    minimum at θ₀, so every step length raises f there and the step is rejected (θ kept, λ
+    boosted), though the same iteration on the gradient batches alone takes a step; the record's
+    objective stays f_B(θ)."""
+    model = classifier()
+    batches = still_batches(model)
     settings = {"damping": 0.01, "max_cg_iter": 30, "grad_batches": ["train0", "train1"],
                 "curvature_batches": ["train0"], "line_search": "decrease", "progress": False,
                 "test_every": 0}
@@ -312,15 +319,7 @@ def test_backtracking_scores_the_iterates_on_backtrack_batches(xp, device, cg_ru
     starting predictions, and picks another iterate than it would on the gradient batches; ρ's
     numerator is then f_B(θ + p) − f_B(θ), on the gradient batches ((D1) after (H4))."""
     model = classifier()
-    rng = np.random.default_rng(0)
-    centers = 2.0 * rng.standard_normal((N_CLASSES, N_FEATURES))
-    start_params = model.init(0, xp=backend.namespace("numpy"))
-    batches = {}
-    for name in ("train0", "train1", "still", "test"):
-        inputs, targets = blob_arrays(rng, centers, 200)
-        if name == "still":
-            targets = host(model.predict(start_params, inputs))
-        batches[name] = (inputs, targets, None)
+    batches = still_batches(model)
     dataset = Batches(xp, device, batches)
     grad_ids, backtrack_ids = ["train0", "train1"], ["still"]
     optimizer = HF(model, dataset, damping=0.01, max_cg_iter=30, cg_epsilon=0.0,
