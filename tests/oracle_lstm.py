@@ -14,9 +14,10 @@ from torch.func import jvp, vjp
 
 import oracle
 
-# The default κ of each gate unit's structural term (derivations/lstm.md, (LS18)): the logistic
-# gates' matching-loss curvature (κ = 1) and the release's 1/4 for tanh units.
-DEFAULT_GATE_CURVATURES = (1.0, 1.0, 0.25, 1.0)
+# The κ_u of each gate unit's structural term per κ (derivations/lstm.md, (LS18)): κ is the tanh
+# candidate's (default the release's 1/4), the logistic gates get 4κ (their matching loss's own
+# curvature, 1, at the default).
+GATE_CURVATURE_RATIOS = (4.0, 4.0, 1.0, 4.0)
 
 
 def lstm_blocks(config, params):
@@ -66,7 +67,8 @@ def lstm_net_output(config, params, inputs):
 
 def gate_curvatures(config):
     kappa = config["structural_curvature"]
-    return DEFAULT_GATE_CURVATURES if kappa is None else (kappa,) * 4
+    kappa = 0.25 if kappa is None else kappa
+    return tuple(ratio * kappa for ratio in GATE_CURVATURE_RATIOS)
 
 
 def lstm_structural_product(config, params, inputs, v, count):

@@ -53,7 +53,7 @@ defined_tags = equation_tags.defined_tags
 SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinearities.py",
           "initialization.py", "backend.py", "_validate.py", "__init__.py", "hf/optimizer.py",
           "hf/settings.py", "hf/state.py", "hf/objective.py", "hf/cg.py", "hf/damping.py",
-          "models/recurrent.py"]
+          "models/recurrent.py", "models/inputs.py"]
 
 # Each derivation and the modules whose code it proves (and whose tags it must define).
 PROVES = {

@@ -154,10 +154,11 @@ def test_structural_term_and_damped_matrix_are_symmetric_and_positive_semidefini
 
 def test_structural_curvature_is_each_units_own_by_default():
     """(LS18): κ 1 for the logistic gates i, f, o and 1/4 for the tanh candidate g by default;
-    a given κ for all four; config() records what was given; negative values are refused."""
+    a given κ is the candidate's, the gates get 4κ (as the GRU's); config() records κ; negative
+    values are refused."""
     assert LSTM(2, 3, 1).unit_curvatures() == (1.0, 1.0, 0.25, 1.0)
-    assert LSTM(2, 3, 1, structural_curvature=0.5).unit_curvatures() == (0.5,) * 4
-    assert LSTM(2, 3, 1).config()["structural_curvature"] is None
+    assert LSTM(2, 3, 1, structural_curvature=0.5).unit_curvatures() == (2.0, 2.0, 0.5, 2.0)
+    assert LSTM(2, 3, 1).config()["structural_curvature"] == 0.25
     with pytest.raises(ValueError, match="structural_curvature"):
         LSTM(2, 3, 1, structural_curvature=-1.0)
 

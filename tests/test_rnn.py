@@ -204,8 +204,10 @@ def test_release_initialization(xp, device):
 
 def test_bad_input_is_refused(xp, device):
     problem = rnn_problem("tanh-linear-last-step", xp, device)
-    flat_inputs = problem.to_xp(np.zeros((7, 2)))
-    with pytest.raises(ValueError, match=r"expected inputs of shape \[\*, \*, 2\], got \[7, 2\]"):
+    flat_inputs = problem.to_xp(np.zeros((7, 2)))    # [T, B] but float: not character ids
+    with pytest.raises(TypeError, match=r"expected inputs of shape \[\*, \*\] of an integer "
+                                        r"dtype \(character ids\) or \[\*, \*, 2\] of dtype "
+                                        r"\S*float64, got \[7, 2\]"):
         problem.model.forward(problem.params, flat_inputs)
     wrong_mask = arrayhf.Batch(problem.batch.inputs, problem.batch.targets,
                                problem.to_xp(np.ones((7, 6))))

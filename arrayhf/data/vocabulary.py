@@ -64,9 +64,7 @@ class Vocabulary:
             max_size = check_positive_int("max_size", max_size)
             by_frequency = np.lexsort((codes, -counts))      # most frequent first, ties by code
             codes = np.sort(codes[by_frequency[:max_size]])
-        self._set_characters([chr(code) for code in codes])
-
-    def _set_characters(self, characters) -> None:
+        characters = [chr(code) for code in codes]
         self.symbols = (UNKNOWN, *characters)
         self._codes = np.array([ord(c) for c in characters], dtype=np.int64)
 
@@ -87,9 +85,11 @@ class Vocabulary:
         if any(a >= b for a, b in zip(characters, characters[1:])):
             raise ValueError("expected the characters after the unknown symbol in strictly "
                              "increasing order, without repeats")
-        vocabulary = cls.__new__(cls)
-        vocabulary._set_characters(characters)
-        return vocabulary
+        if UNKNOWN in characters:
+            raise ValueError(f"expected the unknown symbol {UNKNOWN!r} only first, got it again "
+                             f"among the characters")
+        # the vocabulary of a text of exactly these characters: the same symbols, in this order
+        return cls("".join(characters))
 
     def to_json(self) -> list[str]:
         """The symbols in id order (the unknown symbol first): a JSON-ready list."""

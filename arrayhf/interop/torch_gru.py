@@ -125,9 +125,9 @@ def to_torch(model: GRU, params: Any) -> tuple[Any, Any, Any]:
     ``torch.nn.Linear`` on the CPU, in θ's dtype (float32 or float64), and h_0 as a tensor
     ``[1, 1, n_h]``, torch's (num_layers, batch, n_h): expand it over the batch,
     ``h_0.expand(1, B, n_h)``, to run ``gru(x, h_0)``. The head gives z; the predictions are
-    ``model.output``'s g(z). Inverse of :func:`from_torch`, eq. (GR21)."""
+    ``model.output``'s g(z). Inverse of :func:`from_torch`, eq. (GR21). θ is checked by
+    ``GRU.to_torch``, the way in."""
     torch = _torch()
-    model._check_params(params)
     host_params = backend.to_numpy(params)
     blocks = {name: torch.from_numpy(block.copy())
               for name, block in model.layout.unflatten(host_params).items()}

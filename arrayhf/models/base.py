@@ -74,7 +74,16 @@ class Model:
         """The axes of ``inputs`` that index outputs (all but the feature axis)."""
         return tuple(inputs.shape[:-1])
 
-    def _check_batch(self, params, batch):
+    def _check_direction(self, xp, params, v) -> None:
+        """v is a flat vector like θ: same backend, device and dtype, length n_params."""
+        self._check_params(params, v)
+        check_shape("v", v, (self.n_params,))
+        check_floating(xp, "v", v, params.dtype)
+
+    def check_batch(self, params: Any, batch: Batch) -> Any:
+        """Check θ and ``batch`` against this model (one backend, device and dtype; the shapes of
+        inputs, targets and mask; at least one position) and return their namespace ``xp``.
+        Every public method that takes a batch does this first."""
         xp = self._check_params(params, batch.inputs, batch.targets, batch.mask)
         self._check_inputs(xp, params, batch.inputs)
         positions = self._positions(batch.inputs)
@@ -119,14 +128,14 @@ class Model:
 
     def loss(self, params: Any, batch: Batch, cache: Any = None) -> Any:
         """L(θ) on ``batch``: a 0-d array, the mean over unmasked outputs (losses.md, eq. (L1))."""
-        xp = self._check_batch(params, batch)
+        xp = self.check_batch(params, batch)
         if cache is None:
             cache = self._forward(params, batch.inputs, xp=xp)
         return self.output.loss(cache.net_output, batch.targets, batch.mask)
 
     def gradient(self, params: Any, batch: Batch, cache: Any = None) -> Any:
         """∇L(θ) = Jᵀ (dL/dz): backprop of the matching loss's delta (gauss-newton.md, eq. (G1))."""
-        xp = self._check_batch(params, batch)
+        xp = self.check_batch(params, batch)
         if cache is None:
             cache = self._forward(params, batch.inputs, xp=xp)
         delta_net_output = self.output.delta(cache.net_output, batch.targets, batch.mask,
@@ -135,11 +144,15 @@ class Model:
 
     def gauss_newton_product(self, params: Any, batch: Batch, v: Any, cache: Any = None,
                              structural_damping: float = 0.0) -> Any:
-        """G v = Jᵀ H_L J v (gauss-newton.md, eq. (G3)); pass ``cache`` = ``forward(params,
-        batch.inputs)`` to reuse one forward pass across many products."""
-        self._check_batch(params, batch)
-        return curvature.gauss_newton_product(self, params, batch, v, cache=cache,
-                                              structural_damping=structural_damping)
+        """(G + structural_damping · S) v: G v = Jᵀ H_L J v (gauss-newton.md, eq. (G3)), plus the
+        structural damping term of a recurrent model in the same passes (structural-damping.md,
+        (S4)). Pass ``cache`` = ``forward(params, batch.inputs)`` to reuse one forward pass across
+        many products."""
+        xp = self.check_batch(params, batch)
+        self._check_direction(xp, params, v)
+        if cache is None:
+            cache = self._forward(params, batch.inputs, xp=xp)
+        return self._gauss_newton_operator(xp, params, batch, cache, structural_damping)(v)
 
     def gauss_newton_operator(self, params: Any, batch: Batch, cache: Any = None,
                               structural_damping: float = 0.0) -> Callable[[Any], Any]:
@@ -147,7 +160,7 @@ class Model:
         loop. θ and the batch are checked once here, the forward pass is done once (or taken
         from ``cache``), and each call does one R-forward and one backward pass (eq. (G3)) with
         no check but v's length; v must have θ's dtype and device (CG's vectors do)."""
-        xp = self._check_batch(params, batch)
+        xp = self.check_batch(params, batch)
         if cache is None:
             cache = self._forward(params, batch.inputs, xp=xp)
         product = self._gauss_newton_operator(xp, params, batch, cache, structural_damping)
@@ -159,23 +172,44 @@ class Model:
 
         return checked_product
 
-    def _gauss_newton_operator(self, xp, params, batch, cache, structural_damping):
-        """The unchecked v ↦ G v = Jᵀ H_L J v (G3); models with a structural term override it."""
+    def _gauss_newton_operator(self, xp, params, batch, cache, structural_damping, *,
+                               gauss_newton=True):
+        """The unchecked v ↦ (G + λμS) v, λμ = ``structural_damping`` (without G: S v alone,
+        times λμ, when ``gauss_newton`` is False): ``curvature.damped_gauss_newton`` on this
+        model's passes, with H_L's weights and λμ Κ/N (S2) computed once, here."""
+        weights = None
         if structural_damping != 0.0:
-            raise ValueError(
-                f"{type(self).__name__} has no structural damping term (it penalizes changes of "
-                f"recurrent hidden states); expected structural_damping=0, got "
-                f"{structural_damping}")
-        hessian = self.output.hessian_operator(cache.net_output, batch.mask,
-                                               targets=batch.targets,
-                                               predictions=cache.predictions)
+            structural_weights = self._structural_weights(xp, batch, cache)
+            if structural_weights is None:
+                raise ValueError(
+                    f"{type(self).__name__} has no structural damping term (it penalizes changes "
+                    f"of recurrent hidden states); expected structural_damping=0, got "
+                    f"{structural_damping}")
+            weights = structural_damping * structural_weights
+        hessian = None
+        if gauss_newton:
+            hessian = self.output.hessian_operator(cache.net_output, batch.mask,
+                                                   targets=batch.targets,
+                                                   predictions=cache.predictions)
+        inputs = batch.inputs
 
-        def product(v):
-            r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp)   # J v (G4)
-            return self._backprop(params, batch.inputs, cache, hessian(r_net_output),
-                                  xp=xp)                                         # Jᵀ H_L J v (G5)
+        def jacobian_vector(v):            # J v, and J_a v with the structural weights
+            if weights is None:
+                return self._r_forward(params, v, inputs, cache, xp=xp)
+            return self._r_forward(params, v, inputs, cache, xp=xp, with_pre=True)
 
-        return product
+        def transpose_vector(delta_net_output, delta_pre_extra):   # Jᵀ δz + J_aᵀ u
+            if delta_pre_extra is None:
+                return self._backprop(params, inputs, cache, delta_net_output, xp=xp)
+            return self._backprop(params, inputs, cache, delta_net_output, xp=xp,
+                                  delta_pre_extra=delta_pre_extra)
+
+        return curvature.damped_gauss_newton(jacobian_vector, transpose_vector, hessian, weights)
+
+    def _structural_weights(self, xp, batch, cache):
+        """S's weights Κ/N (structural-damping.md, (S2)); None here: a model without recurrent
+        hidden states has no structural damping term (``RecurrentModel`` gives them)."""
+        return None
 
     def predict(self, params: Any, inputs: Any) -> Any:
         """y = g(z): the model's predictions for ``inputs``."""

@@ -188,7 +188,7 @@ class FNN(Model):
         recursion starts from √m_p ∂ℓ_p/∂z_p, so that the squares carry m_p (not m_p²): right for
         fractional mask weights as for 0/1 masks.
         """
-        xp = self._check_batch(params, batch)
+        xp = self.check_batch(params, batch)
         if cache is None:
             cache = self.forward(params, batch.inputs)
         blocks = self.layout.unflatten(params)

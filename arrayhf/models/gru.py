@@ -39,15 +39,11 @@ from typing import Any
 
 import array_api_compat
 
-from arrayhf import backend, initialization, nonlinearities
+from arrayhf import backend, initialization
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
-from arrayhf.models.mrnn import MRNN, _flat_ids
-from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
-
-# The gates' κ relative to the candidate's in Κ (GR19): logistic's default κ over tanh's, 1 / (1/4)
-GATE_CURVATURE_RATIO = (nonlinearities.Logistic.structural_curvature
-                        / nonlinearities.Tanh.structural_curvature)
+from arrayhf.models.inputs import alphabet, input_product, input_steps, step_product
+from arrayhf.models.recurrent import RecurrentModel, extra_steps, previous_states, time_steps
 
 
 @dataclass(frozen=True)
@@ -86,14 +82,12 @@ class GRU(RecurrentModel):
 
     Parameters
     ----------
-    n_inputs, n_hidden, n_outputs : int
-        n_inputs is the alphabet size for character-id inputs.
-    output : str or MatchingLoss
-        "linear" (squared error), "logistic" (binary cross-entropy), "softmax".
+    n_inputs, n_hidden, n_outputs, output
+        As for every recurrent model (``RecurrentModel``).
     biases : bool
         With b_x, b_h and b_y (torch's ``bias=True`` and the head's bias).
     structural_curvature : float, optional
-        κ of the structural damping term Κ = κ·diag(4σ'(a^r), 4σ'(a^ζ), tanh'(a^n)), eq. (GR19).
+        κ of the tanh candidate in Κ = κ·diag(4σ'(a^r), 4σ'(a^ζ), tanh'(a^n)), eq. (GR19).
         Default 1/4 (tanh's, the 2011 release's): the gates then get logistic's own κ = 1.
 
     Notes
@@ -106,6 +100,7 @@ class GRU(RecurrentModel):
     """
 
     sizes = ("n_inputs", "n_hidden", "n_outputs")
+    unit_kinds = ("logistic", "logistic", "tanh")   # r, ζ, n: κ_σ = 4κ and κ of (GR19)
 
     def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int,
                  output: str | MatchingLoss = "linear", biases: bool = True,
@@ -126,24 +121,6 @@ class GRU(RecurrentModel):
         keywords = super()._keywords()
         del keywords["hidden"]
         return keywords
-
-    # character ids as the MRNN takes them (derivations/mrnn.md, "Character ids", (M23))
-    _check_inputs = MRNN._check_inputs
-    _positions = MRNN._positions
-    _input_product = MRNN._input_product
-    _input_rows = MRNN._input_rows
-
-    def _input_steps(self, xp, inputs):
-        """The T per-step inputs: float rows [B, n_in], or ids [B] (int32 or int64)."""
-        if inputs.ndim == 2:
-            inputs = xp.reshape(_flat_ids(xp, inputs), tuple(inputs.shape))
-        return time_steps(xp, inputs)
-
-    def _one_hot_steps(self, xp, inputs, dtype):
-        """The T per-step rows x_t [B, n_in] for x_tᵀ D: float inputs, or the one-hot rows E_t of
-        ids (the scatter-add of (M23) as a product)."""
-        rows = self._input_rows(xp, inputs, dtype)
-        return time_steps(xp, xp.reshape(rows, (inputs.shape[0], inputs.shape[1], self.n_inputs)))
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
     def init(self, seed: int, *, xp: Any = None, dtype: Any = None, device: Any = None,
@@ -173,7 +150,7 @@ class GRU(RecurrentModel):
         """Forward pass, derivations/gru.md eq. (GR1)-(GR6)."""
         blocks = self.layout.unflatten(params, xp=xp)
         n = self.n_hidden
-        input_part = self._input_product(xp, inputs, blocks["W_x"])      # (GR1) x_t W_x, every t
+        input_part = input_product(xp, inputs, blocks["W_x"])            # (GR1) x_t W_x, every t
         if self.biases:
             input_part = input_part + blocks["b_x"]                      # (GR1) p_t
         initial = xp.broadcast_to(blocks["h_0"], (input_part.shape[1], n))
@@ -200,18 +177,13 @@ class GRU(RecurrentModel):
             candidate_slopes.append(candidate_slope)
             hiddens.append(hidden)
         hiddens = xp.stack(hiddens)
-        net_output = self._net_output(blocks, hiddens)
+        net_output = self._net_output(blocks, hiddens)                   # (GR5) z_t
         return GRUCache(gate_steps=tuple(gate_steps), reset_path_steps=tuple(reset_paths),
                         update_path_steps=tuple(update_paths),
                         candidate_path_steps=tuple(candidate_paths),
                         candidate_slope_steps=tuple(candidate_slopes), hiddens=hiddens,
                         initial=initial, net_output=net_output,
                         predictions=self.output._predict(xp, net_output))
-
-    def _net_output(self, blocks, hiddens):
-        """z = h W_hy + b_y, every step at once (GR5)."""
-        net_output = hiddens @ blocks["W_hy"]                            # (GR5) z_t
-        return net_output + blocks["b_y"] if self.biases else net_output
 
     def _r_forward(self, params, v, inputs, cache, *, xp, with_pre=False):
         """R-forward pass R{z} = J v, derivations/gru.md eq. (GR7)-(GR11): the forward pass with
@@ -221,33 +193,34 @@ class GRU(RecurrentModel):
         blocks = self.layout.unflatten(params, xp=xp)
         directions = self.layout.unflatten(v, xp=xp)
         n = self.n_hidden
-        r_hidden = xp.broadcast_to(directions["h_0"], cache.initial.shape)    # (GR7) R{h_0}
-        r_pres, r_outputs = [], []
-        steps = zip(self._input_steps(xp, inputs),
-                    previous_states(xp, cache.initial, cache.hiddens), cache.gate_steps,
-                    cache.reset_path_steps, cache.update_path_steps, cache.candidate_path_steps)
-        for input_step, previous, gates, reset_path, update_path, candidate_path in steps:
-            reset, update = gates[:, :n], gates[:, n:]                          # r_t, ζ_t
-            r_input_part = self._step_product(xp, input_step, directions["W_x"])  # (GR7) R{p_t}
-            r_hidden_part = (previous @ directions["W_h"]                          # (GR7) R{q_t}
-                             + r_hidden @ blocks["W_h"])
-            if self.biases:
-                r_input_part = r_input_part + directions["b_x"]
-                r_hidden_part = r_hidden_part + directions["b_h"]
-            r_gate_pres = r_input_part[:, :2 * n] + r_hidden_part[:, :2 * n]  # (GR8) R{a^r}, R{a^ζ}
-            r_candidate_pre = (r_input_part[:, 2 * n:]                           # (GR9) R{a^n}
-                               + reset_path * r_gate_pres[:, :n]
-                               + reset * r_hidden_part[:, 2 * n:])
-            r_hidden = (candidate_path * r_candidate_pre                         # (GR10) R{h_t}
-                        + update_path * r_gate_pres[:, n:]
-                        + update * r_hidden)
-            r_outputs.append(r_hidden @ blocks["W_hy"])                   # (GR11), first term
-            if with_pre:
-                r_pres.append(xp.concat([r_gate_pres, r_candidate_pre], axis=1))
-        r_net_output = xp.stack(r_outputs) + cache.hiddens @ directions["W_hy"]  # (GR11) R{z_t}
-        if self.biases:
-            r_net_output = r_net_output + directions["b_y"]
-        return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
+
+        def cell_steps():            # (R{h_t}, R{a_t}), t = 1 … T, on the step's [B, ·] slices
+            r_hidden = xp.broadcast_to(directions["h_0"], cache.initial.shape)    # (GR7) R{h_0}
+            steps = zip(input_steps(xp, inputs),
+                        previous_states(xp, cache.initial, cache.hiddens), cache.gate_steps,
+                        cache.reset_path_steps, cache.update_path_steps,
+                        cache.candidate_path_steps)
+            for input_step, previous, gates, reset_path, update_path, candidate_path in steps:
+                reset, update = gates[:, :n], gates[:, n:]                      # r_t, ζ_t
+                r_input_part = step_product(xp, input_step, directions["W_x"])  # (GR7) R{p_t}
+                r_hidden_part = (previous @ directions["W_h"]                      # (GR7) R{q_t}
+                                 + r_hidden @ blocks["W_h"])
+                if self.biases:
+                    r_input_part = r_input_part + directions["b_x"]
+                    r_hidden_part = r_hidden_part + directions["b_h"]
+                r_gate_pres = (r_input_part[:, :2 * n]                      # (GR8) R{a^r}, R{a^ζ}
+                               + r_hidden_part[:, :2 * n])
+                r_candidate_pre = (r_input_part[:, 2 * n:]                       # (GR9) R{a^n}
+                                   + reset_path * r_gate_pres[:, :n]
+                                   + reset * r_hidden_part[:, 2 * n:])
+                r_hidden = (candidate_path * r_candidate_pre                     # (GR10) R{h_t}
+                            + update_path * r_gate_pres[:, n:]
+                            + update * r_hidden)
+                yield r_hidden, (xp.concat([r_gate_pres, r_candidate_pre], axis=1)
+                                 if with_pre else None)
+
+        return self._r_output_layer(xp, blocks, directions, cache.hiddens, cell_steps(),
+                                    with_pre)                                   # (GR11) R{z_t}
 
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
         """Backpropagation through time Jᵀ δ, derivations/gru.md eq. (GR12)-(GR18): the R-forward
@@ -257,13 +230,13 @@ class GRU(RecurrentModel):
         blocks = self.layout.unflatten(params, xp=xp)
         n = self.n_hidden
         delta_carry = xp.zeros_like(cache.initial)                       # δh_T from step T + 1: 0
-        gradient_x = gradient_h = gradient_bh = gradient_bxn = 0.0
-        extras = (time_steps(xp, delta_pre_extra) if delta_pre_extra is not None
-                  else [None] * inputs.shape[0])
-        steps = list(zip(self._one_hot_steps(xp, inputs, delta_net_output.dtype),
+        sums, gradient_bxn = (0.0, 0.0, 0.0), 0.0                       # Σ_t of (GR16)
+        columns = alphabet(xp, inputs, self.n_inputs)                    # for ids' one-hot rows
+        steps = list(zip(input_steps(xp, inputs),
                          previous_states(xp, cache.initial, cache.hiddens), cache.gate_steps,
                          cache.reset_path_steps, cache.update_path_steps,
-                         cache.candidate_path_steps, time_steps(xp, delta_net_output), extras))
+                         cache.candidate_path_steps, time_steps(xp, delta_net_output),
+                         extra_steps(xp, delta_pre_extra, len(cache.gate_steps))))
         for (input_step, previous, gates, reset_path, update_path, candidate_path, delta_output,
              extra) in reversed(steps):
             reset, update = gates[:, :n], gates[:, n:]                      # r_t, ζ_t
@@ -280,45 +253,26 @@ class GRU(RecurrentModel):
                                           delta_candidate_pre], axis=1)
             delta_hidden_part = xp.concat([delta_reset_pre, delta_update_pre,    # (GR15) δq_t
                                            reset * delta_candidate_pre], axis=1)
-            gradient_x = gradient_x + input_step.T @ delta_input_part                    # (GR16)
-            gradient_h = gradient_h + previous.T @ delta_hidden_part                     # (GR16)
+            sums = self._add_step_gradients(xp, sums, input_step, columns, previous,
+                                            delta_input_part, delta_hidden_part)  # (GR16)
             if self.biases:
-                gradient_bh = gradient_bh + xp.sum(delta_hidden_part, axis=0)            # (GR16)
                 gradient_bxn = gradient_bxn + xp.sum(delta_candidate_pre, axis=0)        # (GR16)
             delta_carry = (delta_hidden_part @ blocks["W_h"].T                  # (GR12), step t
                            + update * delta_hidden)
-        flat = flatten_time
-        gradient_blocks = {
-            "W_x": gradient_x,
-            "W_h": gradient_h,
-            "W_hy": flat(xp, cache.hiddens).T @ flat(xp, delta_net_output),             # (GR17)
-            "h_0": xp.sum(delta_carry, axis=0),                                         # (GR18)
-        }
+        gradient_x, gradient_h, gradient_bh = sums
+        gradient_blocks = {"W_x": gradient_x, "W_h": gradient_h,
+                           "h_0": xp.sum(delta_carry, axis=0),                          # (GR18)
+                           **self._output_gradients(xp, cache.hiddens, delta_net_output)}  # (GR17)
         if self.biases:
             gradient_blocks["b_h"] = gradient_bh
             gradient_blocks["b_x"] = xp.concat([gradient_bh[:2 * n], gradient_bxn])      # (GR16)
-            gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))              # (GR17)
         return self.layout.flatten(gradient_blocks, xp=xp)
-
-    def _step_product(self, xp, input_step, weights):
-        """x_t W for one step: a row gather ``take(W, ids)`` for ids [B], else a product (M23)."""
-        if input_step.ndim == 1:
-            return xp.take(weights, input_step, axis=0)
-        return input_step @ weights
-
-    # -- structural damping ----------------------------------------------------------------
-    def _structural_weights(self, xp, batch, cache):
-        """Κ/N of eq. (GR19): the recurrent models' κ f'(a)/N (S2) on a = [a^r, a^ζ, a^n], the
-        gates' columns times 4 (logistic's κ over tanh's)."""
-        weights = super()._structural_weights(xp, batch, cache)
-        gates = 2 * self.n_hidden
-        return xp.concat([GATE_CURVATURE_RATIO * weights[..., :gates], weights[..., gates:]],
-                         axis=-1)
 
     # -- conversions to torch (host side, interop/torch_gru.py) ----------------------------
     def to_torch(self, params: Any) -> tuple[Any, Any, Any]:
         """``(gru, head, h_0)``: a torch.nn.GRU, a torch.nn.Linear and h_0 [1, 1, n_h] holding θ
         (derivations/gru.md, "Conversion to and from torch"). See ``torch_gru.to_torch``."""
+        self._check_params(params)
         from arrayhf.interop import torch_gru  # host side: the model does not need it
 
         return torch_gru.to_torch(self, params)

@@ -28,7 +28,9 @@ other line by line and never pull a Python float:
 Structural damping (derivations/lstm.md, "Structural damping"): the penalty is the matching loss
 of every gate unit, on the pre-activations a_t, so S v = J_aᵀ Κ J_a v / N with
 Κ = diag(κ_u f_u'(a)) (LS18): σ(1 − σ) for the logistic gates i, f, o and 1 − g² for the tanh
-candidate g, with each unit's own κ by default (1 for logistic, 1/4 for tanh, as for the RNN).
+candidate g; κ_g = κ (``structural_curvature``, default 1/4 as for a tanh RNN) and the gates'
+κ_u = 4κ, so that each unit gets its own default κ (1 for logistic) at the default and a κ scales
+the whole term (``RecurrentModel.unit_curvatures``, the same meaning as the GRU's).
 
 Conversions to and from a torch.nn.LSTM with a torch.nn.Linear head:
 ``interop.torch_lstm.from_torch`` and :meth:`LSTM.to_torch` (host side, ``interop/torch_lstm.py``;
@@ -40,19 +42,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat
 
 from arrayhf import backend, initialization
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
-from arrayhf.models.mrnn import MRNN, _flat_ids
-from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
-from arrayhf.nonlinearities import Logistic, Tanh, logistic
-
-if TYPE_CHECKING:
-    from arrayhf.data.batch import Batch
+from arrayhf.models.inputs import alphabet, input_product, input_steps, step_product
+from arrayhf.models.recurrent import RecurrentModel, extra_steps, previous_states, time_steps
+from arrayhf.nonlinearities import logistic
 
 __all__ = ["LSTM", "LSTMCache"]
 
@@ -94,16 +93,12 @@ class LSTM(RecurrentModel):
 
     Parameters
     ----------
-    n_inputs, n_hidden, n_outputs : int
-        n_inputs is the alphabet size for character-id inputs.
-    output : str or MatchingLoss
-        "linear" (squared error), "logistic" (binary cross-entropy), "softmax".
-    biases : bool
-        With b and b_y (torch's ``bias=True``).
+    n_inputs, n_hidden, n_outputs, output, biases
+        As for every recurrent model (``RecurrentModel``); biases are b and b_y (torch's
+        ``bias=True``).
     structural_curvature : float, optional
-        κ of the structural damping term Κ = diag(κ_u f_u'(a)), eq. (LS18). By default (None)
-        each gate unit's own (``Nonlinearity.structural_curvature``): 1 for the logistic gates i,
-        f, o, 1/4 for the tanh candidate g; a number sets the same κ for all four.
+        κ of the tanh candidate g, default 1/4 (the release's); the logistic gates i, f, o get
+        4κ (eq. (LS18)): at the default, each unit's own κ (1 for the gates).
 
     Notes
     -----
@@ -113,22 +108,18 @@ class LSTM(RecurrentModel):
     [n_out] (the biases only when ``biases``), ``h_0`` [n_h], ``c_0`` [n_h].
 
     Inputs are float rows ``[T, B, n_in]`` or integer character ids ``[T, B]`` in [0, n_in), as
-    for the MRNN (its checks and its gather are used here: derivations/mrnn.md, "Character ids").
+    for every recurrent model (``arrayhf.models.inputs``; derivations/lstm.md, "Character ids").
     """
 
     sizes = ("n_inputs", "n_hidden", "n_outputs")
-    # None: each unit's own κ (eq. (LS18)); the RecurrentModel's κ is one number
-    structural_curvature: float | None  # type: ignore[assignment]
+    unit_kinds = ("logistic", "logistic", "tanh", "logistic")   # i, f, g, o: κ_u of (LS18)
 
     def __init__(self, n_inputs: int, n_hidden: int, n_outputs: int,
                  output: str | MatchingLoss = "linear", biases: bool = True,
                  structural_curvature: float | None = None) -> None:
         # the shared checks of sizes, output, biases and κ (tanh: the cell's nonlinearity)
         self._set_common({"n_inputs": n_inputs, "n_hidden": n_hidden, "n_outputs": n_outputs},
-                         "tanh", output, biases,
-                         1.0 if structural_curvature is None else structural_curvature)
-        if structural_curvature is None:
-            self.structural_curvature = None
+                         "tanh", output, biases, structural_curvature)
         n = self.n_hidden
         blocks: list[tuple[str, tuple[int, ...]]] = [("W_x", (self.n_inputs, 4 * n)),
                                                      ("W_h", (n, 4 * n))]
@@ -140,12 +131,6 @@ class LSTM(RecurrentModel):
     def _keywords(self) -> dict:
         """The constructor's keywords (the recurrent models' less ``hidden``: fixed here)."""
         return {name: value for name, value in super()._keywords().items() if name != "hidden"}
-
-    # inputs as the MRNN takes them: float rows [T, B, n_in] or integer ids [T, B] in [0, n_in),
-    # checked where they enter; x_t W for every t as one product or one gather (eq. (M23))
-    _check_inputs = MRNN._check_inputs
-    _positions = MRNN._positions
-    _input_product = MRNN._input_product
 
     # -- initialization (host RNG, same numbers on every backend) --------------------------
     def init(self, seed: int, *, xp: Any = None, dtype: Any = None, device: Any = None,
@@ -182,19 +167,12 @@ class LSTM(RecurrentModel):
 
         return torch_lstm.to_torch(self, params)
 
-    # -- per-step inputs: float rows or character ids (M23) --------------------------------
-    def _input_steps(self, xp, inputs) -> tuple:
-        """The T per-step inputs x_t: float rows [B, n_in], or ids [B] of int32 or int64."""
-        if inputs.ndim == 2:
-            return time_steps(xp, xp.reshape(_flat_ids(xp, inputs), tuple(inputs.shape)))
-        return time_steps(xp, inputs)
-
     # -- the three passes, side by side ----------------------------------------------------
     def _forward(self, params, inputs, *, xp):
         """Forward pass, derivations/lstm.md eq. (LS1)-(LS6)."""
         blocks = self.layout.unflatten(params, xp=xp)
         n = self.n_hidden
-        input_part = self._input_product(xp, inputs, blocks["W_x"])          # x_t W_x, every t
+        input_part = input_product(xp, inputs, blocks["W_x"])                # x_t W_x, every t
         if self.biases:
             input_part = input_part + blocks["b"]
         initial = xp.broadcast_to(blocks["h_0"], (input_part.shape[1], n))
@@ -220,9 +198,7 @@ class LSTM(RecurrentModel):
                 output_gate * (1.0 - output_gate) * cell_tanh], axis=1))          # ∂h_t/∂a_t^o
             cell_slope_steps.append(output_gate * (1.0 - cell_tanh * cell_tanh))  # (LS6) e_t
         hiddens = xp.stack(hiddens)
-        net_output = hiddens @ blocks["W_hy"]                                     # (LS5) z_t
-        if self.biases:
-            net_output = net_output + blocks["b_y"]
+        net_output = self._net_output(blocks, hiddens)                            # (LS5) z_t
         return LSTMCache(hiddens=hiddens, initial=initial, gate_steps=tuple(gate_steps),
                          coefficient_steps=tuple(coefficient_steps),
                          cell_slope_steps=tuple(cell_slope_steps), net_output=net_output,
@@ -236,29 +212,27 @@ class LSTM(RecurrentModel):
         blocks = self.layout.unflatten(params, xp=xp)
         directions = self.layout.unflatten(v, xp=xp)
         n = self.n_hidden
-        r_hidden = xp.broadcast_to(directions["h_0"], cache.initial.shape)      # R{h_0}
-        r_cell = xp.broadcast_to(directions["c_0"], cache.initial.shape)        # R{c_0}
-        r_pres, r_outputs = [], []
-        steps = zip(self._input_steps(xp, inputs),
-                    previous_states(xp, cache.initial, cache.hiddens), cache.gate_steps,
-                    cache.coefficient_steps, cache.cell_slope_steps)
-        for input_step, previous, gates, coefficients, cell_slope in steps:
-            r_pre = (_step_product(xp, input_step, directions["W_x"])           # (LS7) R{a_t}
-                     + previous @ directions["W_h"]
-                     + r_hidden @ blocks["W_h"])
-            if self.biases:
-                r_pre = r_pre + directions["b"]
-            r_terms = coefficients * r_pre                                  # (LS8) D_t ⊙ R{a_t}
-            r_cell = (r_terms[:, :n] + r_terms[:, n:2 * n] + r_terms[:, 2 * n:3 * n]
-                      + gates[:, n:2 * n] * r_cell)                              # (LS9) R{c_t}
-            r_hidden = r_terms[:, 3 * n:] + cell_slope * r_cell                  # (LS10) R{h_t}
-            r_outputs.append(r_hidden @ blocks["W_hy"])                          # (LS11), 1st term
-            if with_pre:
-                r_pres.append(r_pre)
-        r_net_output = xp.stack(r_outputs) + cache.hiddens @ directions["W_hy"]  # (LS11) R{z_t}
-        if self.biases:
-            r_net_output = r_net_output + directions["b_y"]
-        return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
+
+        def cell_steps():            # (R{h_t}, R{a_t}), t = 1 … T, on the step's [B, ·] slices
+            r_hidden = xp.broadcast_to(directions["h_0"], cache.initial.shape)      # R{h_0}
+            r_cell = xp.broadcast_to(directions["c_0"], cache.initial.shape)        # R{c_0}
+            steps = zip(input_steps(xp, inputs),
+                        previous_states(xp, cache.initial, cache.hiddens), cache.gate_steps,
+                        cache.coefficient_steps, cache.cell_slope_steps)
+            for input_step, previous, gates, coefficients, cell_slope in steps:
+                r_pre = (step_product(xp, input_step, directions["W_x"])        # (LS7) R{a_t}
+                         + previous @ directions["W_h"]
+                         + r_hidden @ blocks["W_h"])
+                if self.biases:
+                    r_pre = r_pre + directions["b"]
+                r_terms = coefficients * r_pre                              # (LS8) D_t ⊙ R{a_t}
+                r_cell = (r_terms[:, :n] + r_terms[:, n:2 * n] + r_terms[:, 2 * n:3 * n]
+                          + gates[:, n:2 * n] * r_cell)                          # (LS9) R{c_t}
+                r_hidden = r_terms[:, 3 * n:] + cell_slope * r_cell              # (LS10) R{h_t}
+                yield r_hidden, r_pre
+
+        return self._r_output_layer(xp, blocks, directions, cache.hiddens, cell_steps(),
+                                    with_pre)                                    # (LS11) R{z_t}
 
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
         """Backpropagation through time Jᵀ δ, derivations/lstm.md eq. (LS12)-(LS17): the forward
@@ -268,17 +242,12 @@ class LSTM(RecurrentModel):
         n = self.n_hidden
         delta_pre = xp.zeros_like(cache.gate_steps[0])                         # δa_{T+1} = 0
         delta_cell_carried = xp.zeros_like(cache.initial)                       # f_{T+1} ⊙ δc_{T+1}
-        gradient_x = gradient_h = gradient_b = 0.0
-        input_steps = self._input_steps(xp, inputs)
-        alphabet = None
-        if inputs.ndim == 2:   # the one-hot rows of ids (M23)
-            alphabet = xp.arange(self.n_inputs, dtype=input_steps[0].dtype,
-                                 device=array_api_compat.device(inputs))
-        extras = (time_steps(xp, delta_pre_extra) if delta_pre_extra is not None
-                  else [None] * inputs.shape[0])
-        steps = list(zip(input_steps, previous_states(xp, cache.initial, cache.hiddens),
+        sums = (0.0, 0.0, 0.0)                                                  # Σ_t of (LS15)
+        columns = alphabet(xp, inputs, self.n_inputs)                   # for ids' one-hot rows
+        steps = list(zip(input_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
                          cache.gate_steps, cache.coefficient_steps, cache.cell_slope_steps,
-                         time_steps(xp, delta_net_output), extras))
+                         time_steps(xp, delta_net_output),
+                         extra_steps(xp, delta_pre_extra, len(cache.gate_steps))))
         for input_step, previous, gates, coefficients, cell_slope, delta_output, extra in (
                 reversed(steps)):
             delta_hidden = (delta_output @ blocks["W_hy"].T                      # (LS12) δh_t
@@ -289,57 +258,13 @@ class LSTM(RecurrentModel):
             if extra is not None:
                 delta_pre = delta_pre + extra
             delta_cell_carried = gates[:, n:2 * n] * delta_cell                 # f_t ⊙ δc_t (LS13)
-            rows = _step_rows(xp, input_step, alphabet, delta_pre.dtype)
-            gradient_x = gradient_x + rows.T @ delta_pre                                  # (LS15)
-            gradient_h = gradient_h + previous.T @ delta_pre                              # (LS15)
-            if self.biases:
-                gradient_b = gradient_b + xp.sum(delta_pre, axis=0)                       # (LS15)
-        flat = flatten_time
-        gradient_blocks = {
-            "W_x": gradient_x,
-            "W_h": gradient_h,
-            "W_hy": flat(xp, cache.hiddens).T @ flat(xp, delta_net_output),            # (LS16)
-            "h_0": xp.sum(delta_pre @ blocks["W_h"].T, axis=0),                        # (LS17)
-            "c_0": xp.sum(delta_cell_carried, axis=0),                                 # (LS17)
-        }
+            sums = self._add_step_gradients(xp, sums, input_step, columns, previous,
+                                            delta_pre)                          # (LS15)
+        gradient_x, gradient_h, gradient_b = sums
+        gradient_blocks = {"W_x": gradient_x, "W_h": gradient_h,
+                           "h_0": xp.sum(delta_pre @ blocks["W_h"].T, axis=0),          # (LS17)
+                           "c_0": xp.sum(delta_cell_carried, axis=0),                   # (LS17)
+                           **self._output_gradients(xp, cache.hiddens, delta_net_output)}  # (LS16)
         if self.biases:
             gradient_blocks["b"] = gradient_b
-            gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))            # (LS16)
         return self.layout.flatten(gradient_blocks, xp=xp)
-
-    # -- structural damping over the gate units --------------------------------------------
-    def unit_curvatures(self) -> tuple[float, float, float, float]:
-        """(κ_i, κ_f, κ_g, κ_o) of eq. (LS18): ``structural_curvature`` for every unit, or by
-        default each unit's own: the logistic gates' 1, the tanh candidate's 1/4."""
-        if self.structural_curvature is not None:
-            return (self.structural_curvature,) * 4
-        gate, candidate = Logistic.structural_curvature, Tanh.structural_curvature
-        return (gate, gate, candidate, gate)
-
-    def _structural_weights(self, xp, batch: Batch, cache):
-        """Κ/N: κ_u f_u'(a_t) over N, the loss's count of unmasked outputs, eq. (LS18), (S2)."""
-        slopes = cache.slopes
-        curvatures = xp.concat([xp.full((self.n_hidden,), kappa, dtype=slopes.dtype,
-                                        device=array_api_compat.device(slopes))
-                                for kappa in self.unit_curvatures()])
-        if batch.mask is None:
-            count = math.prod(batch.targets.shape[:-1])
-        else:
-            count = xp.sum(xp.astype(batch.mask, slopes.dtype))
-        return (curvatures / count) * slopes                                           # (LS18)
-
-
-def _step_product(xp, input_step, weights):
-    """x_t W for one step: a row gather ``take(W, ids)`` for ids [B], a product for rows [B, n_in]
-    (eq. (M23))."""
-    if input_step.ndim == 1:
-        return xp.take(weights, input_step, axis=0)
-    return input_step @ weights
-
-
-def _step_rows(xp, input_step, alphabet, dtype):
-    """x_t as rows [B, n_in]: for ids [B], their one-hot rows E_t = (ids == alphabet), so that
-    E_tᵀ D is the scatter-add of D's rows the array API lacks (eq. (M23)); float rows as given."""
-    if input_step.ndim == 1:
-        return xp.astype(xp.reshape(input_step, (-1, 1)) == alphabet, dtype)
-    return input_step

@@ -42,12 +42,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import array_api_compat
-
 from arrayhf import backend, initialization
-from arrayhf._validate import check_floating
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
+from arrayhf.models.inputs import input_product, input_rows
 from arrayhf.models.recurrent import RecurrentModel, flatten_time
 from arrayhf.nonlinearities import Nonlinearity
 
@@ -86,20 +84,15 @@ class MRNN(RecurrentModel):
     n_inputs, n_hidden, n_factors, n_outputs : int
         n_inputs is the alphabet size for character-id inputs.
     hidden : str
-        Hidden nonlinearity f ("tanh", "logistic", "relu", "linear").
+        Hidden nonlinearity f, as for the RNN.
     output : str or MatchingLoss
-        "softmax" (categorical cross-entropy, the default: next-character prediction), "linear",
-        "logistic".
+        By default "softmax" (next-character prediction).
     variant : {"paper", "release"}
         SMH11's equations, or the 2011 release's (tanh gate with a factor bias); see the module
         docstring.
-    biases : bool
-        With b_h and b_y (the release had none; its ``f_bias`` is always there).
-    structural_curvature : float, optional
-        κ of the structural damping term Κ = κ·diag(f'(a_t)), eq. (S2). By default the hidden
-        nonlinearity's own (``Nonlinearity.structural_curvature``): 0.25 for tanh, the 2011
-        release's value; 1 for logistic (the release's logistic term), relu and linear units
-        (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
+    biases, structural_curvature
+        As for every recurrent model (``RecurrentModel``): b_h and b_y (the release had none; its
+        ``f_bias`` is always there); κ of Κ = κ·diag(f'(a_t)), eq. (S2), by default f's own.
 
     Notes
     -----
@@ -171,38 +164,18 @@ class MRNN(RecurrentModel):
                 host_blocks[name] = [0.0] * shape[0]
         return initialization.pack(self.layout, host_blocks, xp, dtype=dtype, device=device)
 
-    # -- inputs: float rows or character ids (M23) -----------------------------------------
-    def _input_product(self, xp, inputs, weights):
-        """x_t W for every t, ``[T, B, n]``: one matrix product for float inputs, a row gather
-        ``take(W, ids)`` for character ids (eq. (M23))."""
-        if inputs.ndim == 2:
-            rows = xp.take(weights, _flat_ids(xp, inputs), axis=0)
-            return xp.reshape(rows, (inputs.shape[0], inputs.shape[1], weights.shape[1]))
-        return inputs @ weights
-
-    def _input_rows(self, xp, inputs, dtype):
-        """flat(x) ``[T·B, n_in]``, so that Σ_t x_tᵀ D_t = flat(x)ᵀ flat(D). For character ids,
-        the one-hot rows E built from the ids: Eᵀ flat(D) is the scatter-add of D's rows into the
-        ids' rows, which the array API has no operation for (eq. (M23))."""
-        if inputs.ndim == 2:
-            ids = xp.reshape(_flat_ids(xp, inputs), (-1, 1))
-            alphabet = xp.arange(self.n_inputs, dtype=ids.dtype,
-                                 device=array_api_compat.device(ids))
-            return xp.astype(ids == alphabet, dtype)
-        return flatten_time(xp, inputs)
-
     # -- the three passes, side by side ----------------------------------------------------
     def _forward(self, params, inputs, *, xp):
         """Forward pass, derivations/mrnn.md eq. (M1)-(M6)."""
         blocks = self.layout.unflatten(params, xp=xp)
         input_to_factor, hidden_to_factor, factor_to_hidden, input_to_hidden = self._roles(blocks)
-        gate_pre = self._input_product(xp, inputs, input_to_factor)      # e_t = x_t W_{x→f}
+        gate_pre = input_product(xp, inputs, input_to_factor)      # e_t = x_t W_{x→f}
         gates, gate_slopes = gate_pre, None                              # (M1) g_t = e_t (paper)
         if self.variant == "release":
             gate_values = xp.tanh(gate_pre)                              # B_t = tanh(e_t)
             gate_slopes = 1.0 - gate_values * gate_values                # φ'(e_t) = 1 − B_t²
             gates = gate_values + blocks["f_bias"]                       # (M1) g_t = B_t + b_f
-        input_part = self._input_product(xp, inputs, input_to_hidden)    # x_t W_{x→h} + b_h
+        input_part = input_product(xp, inputs, input_to_hidden)    # x_t W_{x→h} + b_h
         if self.biases:
             input_part = input_part + blocks["b_h"]
         hidden = xp.broadcast_to(blocks["h_0"], (inputs.shape[1], self.n_hidden))
@@ -217,9 +190,7 @@ class MRNN(RecurrentModel):
             factors.append(factor)
             hiddens.append(hidden)
         hiddens = xp.stack(hiddens)
-        net_output = hiddens @ blocks["W_hy"]                            # (M6) z_t
-        if self.biases:
-            net_output = net_output + blocks["b_y"]
+        net_output = self._net_output(blocks, hiddens)                   # (M6) z_t
         return MRNNCache(gates=gates, gate_slopes=gate_slopes,
                          hidden_factors=xp.stack(hidden_factors), factors=xp.stack(factors),
                          previous_hiddens=xp.stack(previous), hiddens=hiddens,
@@ -235,7 +206,7 @@ class MRNN(RecurrentModel):
         _, hidden_to_factor, factor_to_hidden, _ = self._roles(blocks)
         (r_input_to_factor, r_hidden_to_factor, r_factor_to_hidden,
          r_input_to_hidden) = self._roles(directions)
-        r_gate_pre = self._input_product(xp, inputs, r_input_to_factor)  # R{e_t} = x_t R{W_{x→f}}
+        r_gate_pre = input_product(xp, inputs, r_input_to_factor)  # R{e_t} = x_t R{W_{x→f}}
         r_gates = r_gate_pre                                             # (M7) R{g_t} (paper)
         if self.variant == "release":
             r_gates = cache.gate_slopes * r_gate_pre + directions["f_bias"]  # (M7) R{g_t}
@@ -243,7 +214,7 @@ class MRNN(RecurrentModel):
         direct_hidden_factors = cache.previous_hiddens @ r_hidden_to_factor  # h_{t−1} R{W_{h→f}}
         direct_factors = r_gates * cache.hidden_factors                  # R{g_t} ⊙ c_t
         direct_part = (cache.factors @ r_factor_to_hidden                # f_t R{W_{f→h}}
-                       + self._input_product(xp, inputs, r_input_to_hidden))  # + x_t R{W_{x→h}}
+                       + input_product(xp, inputs, r_input_to_hidden))  # + x_t R{W_{x→h}}
         if self.biases:
             direct_part = direct_part + directions["b_h"]                # + R{b_h}
         r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
@@ -257,10 +228,8 @@ class MRNN(RecurrentModel):
             r_hidden = cache.slopes[step, ...] * r_pre                    # (M11) R{h_t}
             r_pres.append(r_pre)
             r_hiddens.append(r_hidden)
-        r_net_output = (xp.stack(r_hiddens) @ blocks["W_hy"]              # (M12) R{z_t}
-                        + cache.hiddens @ directions["W_hy"])
-        if self.biases:
-            r_net_output = r_net_output + directions["b_y"]
+        r_net_output = self._r_net_output(directions, cache.hiddens,     # (M12) R{z_t}
+                                          xp.stack(r_hiddens) @ blocks["W_hy"])
         return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
 
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
@@ -291,65 +260,19 @@ class MRNN(RecurrentModel):
         if self.variant == "release":
             delta_gate_pres = cache.gate_slopes * delta_gates             # (M20) δe_t
         flat = flatten_time
-        input_rows = self._input_rows(xp, inputs, delta_pres.dtype)       # (M23) flat(x) or E
+        rows = input_rows(xp, inputs, self.n_inputs, delta_pres.dtype)   # (M23) flat(x) or E
         role_gradients = (
-            input_rows.T @ flat(xp, delta_gate_pres),                         # (M20) W_{x→f}
+            rows.T @ flat(xp, delta_gate_pres),                         # (M20) W_{x→f}
             flat(xp, cache.previous_hiddens).T @ flat(xp, delta_hidden_factors),  # (M19) W_{h→f}
             flat(xp, cache.factors).T @ flat(xp, delta_pres),                 # (M18) W_{f→h}
-            input_rows.T @ flat(xp, delta_pres),                              # (M18) W_{x→h}
+            rows.T @ flat(xp, delta_pres),                              # (M18) W_{x→h}
         )
         gradient_blocks = dict(zip(self.role_names, role_gradients))
-        gradient_blocks["W_hy"] = flat(xp, cache.hiddens).T @ flat(xp, delta_net_output)  # (M21)
+        gradient_blocks.update(self._output_gradients(xp, cache.hiddens, delta_net_output))  # (M21)
         gradient_blocks["h_0"] = xp.sum(delta_hidden_factors[0, ...] @ hidden_to_factor.T,
                                         axis=0)                                         # (M22)
         if self.variant == "release":
             gradient_blocks["f_bias"] = xp.sum(delta_gates, axis=(0, 1))                # (M20)
         if self.biases:
             gradient_blocks["b_h"] = xp.sum(delta_pres, axis=(0, 1))                    # (M18)
-            gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))              # (M21)
         return self.layout.flatten(gradient_blocks, xp=xp)
-
-    # -- argument checks: float inputs or character ids ------------------------------------
-    def _check_inputs(self, xp, params, inputs):
-        """Float inputs ``[T, B, n_in]`` of params' dtype, or integer character ids ``[T, B]`` in
-        [0, n_in) (derivations/mrnn.md, "Character ids", eq. (M23)). The range check pulls one
-        Python bool, once per public call."""
-        shape = list(inputs.shape)
-        expected = (f"expected inputs of shape [*, *] of an integer dtype (character ids) or "
-                    f"[*, *, {self.n_inputs}] of dtype {params.dtype}")
-        if len(shape) == 2:
-            if not xp.isdtype(inputs.dtype, "integral"):
-                raise TypeError(f"{expected}, got {shape} of dtype {inputs.dtype}")
-            limits = xp.iinfo(inputs.dtype)  # compare only with scalars the dtype can hold
-            valid = inputs >= 0 if limits.min < 0 else None
-            if self.n_inputs <= limits.max:
-                below = inputs < self.n_inputs
-                valid = below if valid is None else valid & below
-            if valid is not None and not bool(xp.all(valid)):
-                raise ValueError(
-                    f"expected character ids in [0, {self.n_inputs}) (n_inputs = "
-                    f"{self.n_inputs}), got ids from {int(xp.min(inputs))} to "
-                    f"{int(xp.max(inputs))}")
-            return
-        if len(shape) != 3 or shape[2] != self.n_inputs:
-            raise ValueError(f"{expected}, got {shape}")
-        check_floating(xp, "inputs", inputs, params.dtype)
-
-    def _positions(self, inputs) -> tuple:
-        """The output positions: all of ``[T, B]`` ids, or ``[T, B, n_in]`` less its last axis
-        (eq. (M23))."""
-        return _positions(inputs)
-
-
-def _positions(inputs) -> tuple:
-    """The (time step, sequence) axes: all of ``[T, B]`` ids, or ``[T, B, n_in]`` less its last."""
-    return tuple(inputs.shape) if inputs.ndim == 2 else tuple(inputs.shape[:-1])
-
-
-def _flat_ids(xp, inputs):
-    """The ids as one ``[T·B]`` index vector of int32 or int64 (what every backend's take and
-    comparison accept; ids are checked to lie in [0, n_in), so int32 holds them)."""
-    ids = xp.reshape(inputs, (-1,))
-    if ids.dtype == xp.int32 or ids.dtype == xp.int64:
-        return ids
-    return xp.astype(ids, xp.int32)

@@ -1,31 +1,40 @@
-"""What every recurrent arrayhf model shares: sizes and description, structural damping, the fused
-(G + λμS) v, time flattening.
+"""What every recurrent arrayhf model shares: sizes and description, inputs (float rows or
+character ids), the output layer, structural damping with per-unit κ, and the time helpers.
 
-A recurrent model (RNN, MRNN, and the gated models to come) is a :class:`Model` on time-major
-data (``[T, B, n_in]`` inputs, ``[T, B]`` masks) with hidden pre-activations a_t and hidden states
-h_t = f(a_t). Its subclass gives the three passes; the R-forward pass takes ``with_pre`` (then it
-also returns R{a} = J_a v, ``[T, B, n_h]``) and the backward pass ``delta_pre_extra`` (an extra
-δa_t, the structural term's J_aᵀ u). From those two hooks this base builds, once for every
-recurrent model:
+A recurrent model (RNN, MRNN, LSTM, GRU) is a :class:`Model` on time-major data (``[T, B, n_in]``
+float rows or ``[T, B]`` integer character ids, ``[T, B]`` masks) whose hidden units apply their
+nonlinearities f_u to pre-activations a_t ``[T, B, width]``: width = n_h for the RNN and the
+MRNN (h_t = f(a_t)), 4n_h for the LSTM's gate units, 3n_h for the GRU's. Its subclass gives the
+three passes, each showing only its own cell's equations; the R-forward pass takes ``with_pre``
+(then it also returns R{a} = J_a v ``[T, B, width]``) and the backward pass ``delta_pre_extra``
+(an extra δa_t, the structural term's J_aᵀ u). From those two hooks, the cache's ``slopes``
+f_u'(a_t) and :meth:`RecurrentModel.unit_curvatures` (the per-unit κ), this base and
+:class:`Model` build, once for every recurrent model:
 
-- the structural damping weights Κ/N = κ f'(a_t)/N (derivations/structural-damping.md, (S2)),
+- the structural damping weights Κ/N = κ_u f_u'(a_t)/N (derivations/structural-damping.md, (S2)),
 - S v = J_aᵀ Κ J_a v / N (S1)-(S3), and (G + λμS) v in one R-forward and one BPTT pass (S4),
-- the argument checks of both (v included), ``config()`` and ``__repr__`` from one description.
+  both through :meth:`Model._gauss_newton_operator`,
+- the argument checks, character-id inputs (``arrayhf.models.inputs``), ``config()`` and
+  ``__repr__`` from one description.
 
-Output blocks are ``W_hy`` [n_h, n_out] and ``b_y`` [n_out] in every recurrent model, and the
-constructors take the sizes first, then ``hidden``, ``output``, the model's own options,
-``biases`` and ``structural_curvature``.
+The output layer z_t = h_t W_hy + b_y is the same in every recurrent model: blocks ``W_hy``
+[n_h, n_out] and ``b_y`` [n_out], and its parts of the three passes here (``_net_output``,
+``_r_net_output``, ``_output_gradients``). The constructors take the sizes first, then
+``hidden`` (the RNN and the MRNN), ``output``, the model's own options, ``biases`` and
+``structural_curvature``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from arrayhf import losses, nonlinearities
-from arrayhf._validate import check_floating, check_shape, is_integer
+from arrayhf._validate import is_integer
 from arrayhf.models.base import Model
+from arrayhf.models.inputs import check_inputs, positions, step_rows
 
 if TYPE_CHECKING:
     from arrayhf.data.batch import Batch
@@ -33,13 +42,32 @@ if TYPE_CHECKING:
 
 class RecurrentModel(Model):
     """Base of the recurrent models. A subclass sets ``sizes`` (the names of its positional size
-    arguments, in order) and ``options`` (its own keyword arguments), calls
-    :meth:`_set_common` in ``__init__``, and gives the three passes with the ``with_pre`` and
-    ``delta_pre_extra`` hooks and a cache with ``slopes`` = f'(a_t)."""
+    arguments, in order), ``options`` (its own keyword arguments) and, when its pre-activations
+    are units of several kinds, ``unit_kinds``; it calls :meth:`_set_common` in ``__init__`` and
+    gives the three passes with the ``with_pre`` and ``delta_pre_extra`` hooks and a cache with
+    ``slopes`` = f_u'(a_t).
+
+    Parameters shared by every recurrent model's constructor:
+
+    n_inputs : int
+        The width of float input rows, or the alphabet size of character ids.
+    output : str or MatchingLoss
+        "linear" (squared error), "logistic" (binary cross-entropy), "softmax".
+    biases : bool
+        With the model's biases and the output bias b_y.
+    structural_curvature : float, optional
+        κ of structural damping's Κ (eq. (S2)) for the units of the hidden nonlinearity ``hidden``
+        (tanh for the gated models); units of another kind get κ times the ratio of their
+        defaults (:meth:`unit_curvatures`). By default the hidden nonlinearity's own
+        (``Nonlinearity.structural_curvature``): 1/4 for tanh, the 2011 release's value; 1 for
+        logistic, relu and linear units (the matching loss's curvature f'(a)).
+    """
 
     data_axes = 2
     sizes: tuple[str, ...] = ("n_inputs", "n_hidden", "n_outputs")
     options: tuple[str, ...] = ()
+    # the nonlinearities of a_t's blocks of n_h columns, in order; () is one block of ``hidden``
+    unit_kinds: tuple[str, ...] = ()
     n_hidden: int
     hidden: nonlinearities.Nonlinearity
     biases: bool
@@ -106,67 +134,103 @@ class RecurrentModel(Model):
         keywords = ", ".join(f"{name}={value!r}" for name, value in self._keywords().items())
         return f"{type(self).__name__}({sizes}, {keywords})"
 
-    # -- checks ----------------------------------------------------------------------------
-    def _check_direction(self, xp, params, v) -> None:
-        """v is a flat vector like θ: same backend, device and dtype, length n_params."""
-        self._check_params(params, v)
-        check_shape("v", v, (self.n_params,))
-        check_floating(xp, "v", v, params.dtype)
+    # -- inputs: float rows or character ids (derivations/mrnn.md, "Character ids") ---------
+    def _check_inputs(self, xp, params, inputs):
+        """Float rows ``[T, B, n_in]`` of θ's dtype, or integer character ids ``[T, B]`` in
+        [0, n_in) (``inputs.check_inputs``)."""
+        check_inputs(xp, inputs, self.n_inputs, params.dtype)
+
+    def _positions(self, inputs) -> tuple:
+        """The output positions (T, B): all of ``[T, B]`` ids, or ``[T, B, n_in]`` less its last
+        axis (eq. (M23))."""
+        return positions(inputs)
+
+    def _add_step_gradients(self, xp, sums, input_step, columns, previous, delta_input,
+                            delta_hidden=None):
+        """``sums`` (Σ x_tᵀ δ_x, Σ h_{t−1}ᵀ δ_h, Σ_rows δ_h over the steps so far, from 0.0) with
+        step t's terms added: the weight gradients of pre-activations x_t W_x + h_{t−1} W_h + b
+        in a BPTT loop ((R10), (LS15), (GR16)), δ_h = δ_x unless given; the bias sum only with
+        biases. For ids, x_t is the step's one-hot rows E_t (``step_rows``, eq. (M23))."""
+        delta_hidden = delta_input if delta_hidden is None else delta_hidden
+        gradient_x, gradient_h, gradient_b = sums
+        rows = step_rows(xp, input_step, columns, delta_input.dtype)      # x_t, or E_t (M23)
+        gradient_x = gradient_x + rows.T @ delta_input
+        gradient_h = gradient_h + previous.T @ delta_hidden
+        if self.biases:
+            gradient_b = gradient_b + xp.sum(delta_hidden, axis=0)
+        return gradient_x, gradient_h, gradient_b
+
+    # -- the output layer z_t = h_t W_hy + b_y, shared by the three passes -----------------
+    def _net_output(self, blocks, hiddens):
+        """z = h W_hy + b_y for every step at once, ``[T, B, n_out]`` ((R3), (M6), (LS5), (GR5))."""
+        net_output = hiddens @ blocks["W_hy"]
+        return net_output + blocks["b_y"] if self.biases else net_output
+
+    def _r_net_output(self, directions, hiddens, r_hidden_part):
+        """R{z} = R{h} W_hy + h R{W_hy} + R{b_y} ((R6), (M12), (LS11), (GR11)), given its first
+        term ``r_hidden_part`` = R{h} W_hy ``[T, B, n_out]`` (the passes compute it per step, or
+        batched, as they compute R{h})."""
+        r_net_output = r_hidden_part + hiddens @ directions["W_hy"]
+        return r_net_output + directions["b_y"] if self.biases else r_net_output
+
+    def _r_output_layer(self, xp, blocks, directions, hiddens, cell_steps, with_pre):
+        """What an R-forward pass returns, from its loop ``cell_steps``, which yields
+        (R{h_t}, R{a_t}) step by step: R{h_t} W_hy while R{h_t} is fresh (the first term of (R6),
+        (LS11), (GR11)), then R{z} = ``_r_net_output``; with ``with_pre`` also R{a} = J_a v
+        ``[T, B, width]``, the steps' R{a_t} stacked (R{a_t} may be None without it)."""
+        r_outputs, r_pres = [], []
+        for r_hidden, r_pre in cell_steps:
+            r_outputs.append(r_hidden @ blocks["W_hy"])
+            if with_pre:
+                r_pres.append(r_pre)
+        r_net_output = self._r_net_output(directions, hiddens, xp.stack(r_outputs))
+        return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
+
+    def _output_gradients(self, xp, hiddens, delta_net_output) -> dict:
+        """The W_hy and b_y blocks of Jᵀ δ: Σ_t h_tᵀ δz_t, one product of the time-flattened
+        arrays, and Σ_t Σ_p δz_t ((R11), (M21), (LS16), (GR17))."""
+        gradients = {"W_hy": flatten_time(xp, hiddens).T @ flatten_time(xp, delta_net_output)}
+        if self.biases:
+            gradients["b_y"] = xp.sum(delta_net_output, axis=(0, 1))
+        return gradients
 
     # -- structural damping ----------------------------------------------------------------
+    def unit_curvatures(self) -> tuple[float, ...]:
+        """κ_u of every block of n_h pre-activation units, in the order of a_t's columns (S2):
+        ``structural_curvature`` κ for a unit of the hidden nonlinearity, κ times the ratio of
+        the defaults (``Nonlinearity.structural_curvature``) for another kind: the gated models'
+        logistic gates get κ · 1 / (1/4) = 4κ beside their tanh units' κ
+        (derivations/structural-damping.md, section 3). One block for the RNN and the MRNN."""
+        reference = self.hidden.structural_curvature
+        curvatures = []
+        for name in self.unit_kinds or (self.hidden.name,):
+            default = nonlinearities.get(name).structural_curvature
+            ratio = 1.0 if default == reference else default / reference
+            curvatures.append(self.structural_curvature * ratio)
+        return tuple(curvatures)
+
     def _structural_weights(self, xp, batch, cache):
-        """Κ/N: κ f'(a_t) over N, the loss's count of unmasked outputs, eq. (S2)."""
+        """Κ/N: κ_u f_u'(a_t) over N, the loss's count of unmasked outputs, eq. (S2), with the
+        slopes f_u'(a_t) of ``cache.slopes`` and the κ_u of :meth:`unit_curvatures`."""
         if batch.mask is None:
             count = math.prod(batch.targets.shape[:-1])
         else:
             count = xp.sum(xp.astype(batch.mask, cache.slopes.dtype))
-        return (self.structural_curvature / count) * cache.slopes
+        slopes, curvatures, n = cache.slopes, self.unit_curvatures(), self.n_hidden
+        if len(set(curvatures)) == 1:
+            return (curvatures[0] / count) * slopes
+        return xp.concat([(kappa / count) * slopes[..., block * n:(block + 1) * n]
+                          for block, kappa in enumerate(curvatures)], axis=-1)
 
     def structural_damping_product(self, params: Any, batch: Batch, v: Any,
                                    cache: Any = None) -> Any:
-        """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3))."""
-        xp = self._check_batch(params, batch)
+        """S v = J_aᵀ Κ J_a v / N, the structural damping matrix times v (eq. (S1)-(S3)): the
+        fused product of :meth:`Model.gauss_newton_product` without its G term."""
+        xp = self.check_batch(params, batch)
         self._check_direction(xp, params, v)
         if cache is None:
             cache = self._forward(params, batch.inputs, xp=xp)
-        _, r_pre = self._r_forward(params, v, batch.inputs, cache, xp=xp, with_pre=True)  # J_a v
-        zero_output = xp.zeros_like(cache.net_output)
-        return self._backprop(params, batch.inputs, cache, zero_output, xp=xp,
-                              delta_pre_extra=self._structural_weights(xp, batch, cache) * r_pre)
-
-    def gauss_newton_product(self, params: Any, batch: Batch, v: Any, cache: Any = None,
-                             structural_damping: float = 0.0) -> Any:
-        """(G + structural_damping · S) v in one R-forward and one BPTT pass (eq. (G3), (S4)):
-        the structural term enters BPTT as an extra δa_t, so it costs no extra pass."""
-        xp = self._check_batch(params, batch)
-        self._check_direction(xp, params, v)
-        if cache is None:
-            cache = self._forward(params, batch.inputs, xp=xp)
-        return self._gauss_newton_operator(xp, params, batch, cache, structural_damping)(v)
-
-    def _gauss_newton_operator(self, xp, params, batch, cache, structural_damping):
-        """The unchecked v ↦ (G + λμS) v, λμ = ``structural_damping``, eq. (S4): the weights
-        λμ Κ/N (S2) and H_L's weights are computed once; each product is one R-forward pass
-        (J v, and J_a v when λμ ≠ 0), H_L at the outputs (G3), and one BPTT pass with the extra
-        δa_t = λμ Κ/N ⊙ J_a v (S3)."""
-        weights = None
-        if structural_damping != 0.0:
-            weights = structural_damping * self._structural_weights(xp, batch, cache)
-        hessian = self.output.hessian_operator(cache.net_output, batch.mask,
-                                               targets=batch.targets,
-                                               predictions=cache.predictions)
-
-        def product(v):
-            r_net_output = self._r_forward(params, v, batch.inputs, cache, xp=xp,
-                                           with_pre=weights is not None)
-            extra = None
-            if weights is not None:
-                r_net_output, r_pre = r_net_output
-                extra = weights * r_pre
-            return self._backprop(params, batch.inputs, cache, hessian(r_net_output), xp=xp,
-                                  delta_pre_extra=extra)
-
-        return product
+        return self._gauss_newton_operator(xp, params, batch, cache, 1.0, gauss_newton=False)(v)
 
 
 def flatten_time(xp: Any, array: Any) -> Any:
@@ -187,3 +251,11 @@ def previous_states(xp: Any, initial: Any, hiddens: Any) -> list:
     and all but the last step of ``hiddens`` [T, B, n_h]. Built from the cached h_t, so the cache
     need not keep a shifted copy of them."""
     return [initial, *time_steps(xp, hiddens)[:-1]]
+
+
+def extra_steps(xp: Any, delta_pre_extra: Any, n_steps: int) -> Sequence:
+    """The T slices ``[B, width]`` of BPTT's extra δa_t (``delta_pre_extra``, the structural
+    term's u of (S3)), or T ``None`` when there is none."""
+    if delta_pre_extra is None:
+        return [None] * n_steps
+    return time_steps(xp, delta_pre_extra)

@@ -1,7 +1,8 @@
 """Recurrent network (the 2011 release's ``opt.m.rnn.rnn``) with hand-derived forward, R-forward,
 backpropagation through time and structural damping.
 
-Time-major sequences: inputs x ``[T, B, n_in]``, mask ``[T, B]``. For t = 1 … T, with a learned
+Time-major sequences: inputs x ``[T, B, n_in]`` (float rows) or integer character ids ``[T, B]``,
+mask ``[T, B]``. For t = 1 … T, with a learned
 initial state h_0 (one row, shared by every sequence):
 
     a_t = x_t W_xh + h_{t−1} W_hh + b_h,   h_t = f(a_t),   z_t = h_t W_hy + b_y
@@ -10,14 +11,16 @@ initial state h_0 (one row, shared by every sequence):
 any subset of time steps counts, through the mask. The three passes mirror each other line by
 line and never pull a Python float:
 
-- forward: x_t W_xh + b_h for every t is one batched product before the loop, h_t W_hy + b_y one
-  after it; the loop does the one product h_{t−1} W_hh and f;
+- forward: x_t W_xh + b_h for every t is one batched product (one gather for ids) before the
+  loop, h_t W_hy + b_y one after it (the recurrent models' output layer); the loop does the one
+  product h_{t−1} W_hh and f;
 - R-forward (R4)-(R6): everything inside the loop, on [B, ·] slices of one step: four products a
   step (x_t R{W_xh}, h_{t−1} R{W_hh}, R{h_{t−1}} W_hh, R{h_t} W_hy); only h_t R{W_hy} is one
   batched product after the loop;
 - BPTT (R7)-(R12): four products a step (δz_t W_hyᵀ, δa_{t+1} W_hhᵀ, x_tᵀ δa_t, h_{t−1}ᵀ δa_t),
-  the weight gradients of W_xh, W_hh and b_h summed inside the loop; the W_hy and b_y gradients
-  are one batched product after it, and (R12) uses the δa_1 that the loop leaves in ``delta_pre``.
+  the weight gradients of W_xh, W_hh and b_h summed inside the loop (x_t the one-hot rows of the
+  step's ids, for ids); the W_hy and b_y gradients are one batched product after it, and (R12)
+  uses the δa_1 that the loop leaves in ``delta_pre``.
 
 Working on per-step slices writes no [T, B, n_h] temporary (bench/README.md measures what that
 saves).
@@ -40,7 +43,8 @@ import array_api_compat
 from arrayhf import backend, initialization
 from arrayhf.layout import Layout
 from arrayhf.losses import MatchingLoss
-from arrayhf.models.recurrent import RecurrentModel, flatten_time, previous_states, time_steps
+from arrayhf.models.inputs import alphabet, input_product, input_steps, step_product
+from arrayhf.models.recurrent import RecurrentModel, extra_steps, previous_states, time_steps
 from arrayhf.nonlinearities import Nonlinearity
 
 
@@ -75,20 +79,16 @@ class RNN(RecurrentModel):
     n_inputs, n_hidden, n_outputs : int
     hidden : str
         Hidden nonlinearity f ("tanh", "logistic", "relu", "linear").
-    output : str or MatchingLoss
-        "linear" (squared error), "logistic" (binary cross-entropy), "softmax".
-    biases : bool
-        With b_h and b_y (the 2011 release had none).
-    structural_curvature : float, optional
-        κ of the structural damping term Κ = κ·diag(f'(a_t)), eq. (S2). By default the hidden
-        nonlinearity's own (``Nonlinearity.structural_curvature``): 0.25 for tanh, the 2011
-        release's value; 1 for logistic (the release's logistic term), relu and linear units
-        (the matching loss's curvature f'(a); for these D_n penalizes the pre-activations).
+    output, biases, structural_curvature
+        As for every recurrent model (``RecurrentModel``): biases b_h and b_y (the 2011 release
+        had none); κ of Κ = κ·diag(f'(a_t)), eq. (S2), by default f's own.
 
     Notes
     -----
     Parameter blocks, in order: ``W_xh`` [n_in, n_h], ``W_hh`` [n_h, n_h], ``b_h`` [n_h],
     ``W_hy`` [n_h, n_out], ``b_y`` [n_out] (the biases only when ``biases``), ``h_0`` [n_h].
+    Inputs are float rows ``[T, B, n_in]`` or integer character ids ``[T, B]`` in [0, n_in)
+    (``arrayhf.models.inputs``; derivations/rnn.md, "Character ids").
     """
 
     sizes = ("n_inputs", "n_hidden", "n_outputs")
@@ -140,7 +140,7 @@ class RNN(RecurrentModel):
     def _forward(self, params, inputs, *, xp):
         """Forward pass, derivations/rnn.md eq. (R1)-(R3)."""
         blocks = self.layout.unflatten(params, xp=xp)
-        input_part = inputs @ blocks["W_xh"]                              # x_t W_xh, every t
+        input_part = input_product(xp, inputs, blocks["W_xh"])            # x_t W_xh, every t
         if self.biases:
             input_part = input_part + blocks["b_h"]
         initial = xp.broadcast_to(blocks["h_0"], (inputs.shape[1], self.n_hidden))
@@ -151,9 +151,7 @@ class RNN(RecurrentModel):
             hiddens.append(hidden)
             slopes.append(self.hidden.slope(xp, hidden))                  # f'(a_t), for (R5), (R9)
         hiddens = xp.stack(hiddens)
-        net_output = hiddens @ blocks["W_hy"]                             # (R3) z_t
-        if self.biases:
-            net_output = net_output + blocks["b_y"]
+        net_output = self._net_output(blocks, hiddens)                    # (R3) z_t
         return RNNCache(hiddens=hiddens, initial=initial, slope_steps=tuple(slopes),
                         net_output=net_output,
                         predictions=self.output._predict(xp, net_output))
@@ -167,24 +165,22 @@ class RNN(RecurrentModel):
         CPU's caches: no [T, B, n_h] temporary is written and read back."""
         blocks = self.layout.unflatten(params, xp=xp)
         directions = self.layout.unflatten(v, xp=xp)
-        r_hidden = xp.broadcast_to(directions["h_0"], (inputs.shape[1], self.n_hidden))  # R{h_0}
-        r_pres, r_outputs = [], []
-        steps = zip(time_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
-                    cache.slope_steps)
-        for input_step, previous, slope in steps:
-            r_pre = (input_step @ directions["W_xh"]                      # (R4) R{a_t}
-                     + previous @ directions["W_hh"]
-                     + r_hidden @ blocks["W_hh"])
-            if self.biases:
-                r_pre = r_pre + directions["b_h"]
-            r_hidden = slope * r_pre                                      # (R5) R{h_t}
-            r_outputs.append(r_hidden @ blocks["W_hy"])                   # (R6), first term
-            if with_pre:
-                r_pres.append(r_pre)
-        r_net_output = xp.stack(r_outputs) + cache.hiddens @ directions["W_hy"]   # (R6) R{z_t}
-        if self.biases:
-            r_net_output = r_net_output + directions["b_y"]
-        return (r_net_output, xp.stack(r_pres)) if with_pre else r_net_output
+
+        def cell_steps():            # (R{h_t}, R{a_t}), t = 1 … T, on the step's [B, ·] slices
+            r_hidden = xp.broadcast_to(directions["h_0"], cache.initial.shape)   # R{h_0}
+            steps = zip(input_steps(xp, inputs),
+                        previous_states(xp, cache.initial, cache.hiddens), cache.slope_steps)
+            for input_step, previous, slope in steps:
+                r_pre = (step_product(xp, input_step, directions["W_xh"])  # (R4) R{a_t}
+                         + previous @ directions["W_hh"]
+                         + r_hidden @ blocks["W_hh"])
+                if self.biases:
+                    r_pre = r_pre + directions["b_h"]
+                r_hidden = slope * r_pre                                  # (R5) R{h_t}
+                yield r_hidden, r_pre
+
+        return self._r_output_layer(xp, blocks, directions, cache.hiddens, cell_steps(),
+                                    with_pre)                             # (R6) R{z_t}
 
     def _backprop(self, params, inputs, cache, delta_net_output, *, xp, delta_pre_extra=None):
         """Backpropagation through time Jᵀ δ, derivations/rnn.md eq. (R7)-(R12): the forward
@@ -193,29 +189,23 @@ class RNN(RecurrentModel):
         on slices that stay in the CPU's caches."""
         blocks = self.layout.unflatten(params, xp=xp)
         delta_pre = xp.zeros_like(cache.initial)                          # δa_{T+1} = 0
-        gradient_xh = gradient_hh = gradient_bh = 0.0
-        extras = (time_steps(xp, delta_pre_extra) if delta_pre_extra is not None
-                  else [None] * inputs.shape[0])
-        steps = list(zip(time_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
-                         cache.slope_steps, time_steps(xp, delta_net_output), extras))
+        sums = (0.0, 0.0, 0.0)                                            # Σ_t of (R10)
+        columns = alphabet(xp, inputs, self.n_inputs)                     # for ids' one-hot rows
+        steps = list(zip(input_steps(xp, inputs), previous_states(xp, cache.initial, cache.hiddens),
+                         cache.slope_steps, time_steps(xp, delta_net_output),
+                         extra_steps(xp, delta_pre_extra, len(cache.slope_steps))))
         for input_step, previous, slope, delta_output, extra in reversed(steps):
             delta_hidden = (delta_output @ blocks["W_hy"].T               # (R7), (R8) δh_t
                             + delta_pre @ blocks["W_hh"].T)
             delta_pre = slope * delta_hidden                              # (R9) δa_t
             if extra is not None:
                 delta_pre = delta_pre + extra
-            gradient_xh = gradient_xh + input_step.T @ delta_pre                         # (R10)
-            gradient_hh = gradient_hh + previous.T @ delta_pre                           # (R10)
-            if self.biases:
-                gradient_bh = gradient_bh + xp.sum(delta_pre, axis=0)                    # (R10)
-        flat = flatten_time
-        gradient_blocks = {
-            "W_xh": gradient_xh,
-            "W_hh": gradient_hh,
-            "W_hy": flat(xp, cache.hiddens).T @ flat(xp, delta_net_output),           # (R11)
-            "h_0": xp.sum(delta_pre @ blocks["W_hh"].T, axis=0),                      # (R12)
-        }
+            sums = self._add_step_gradients(xp, sums, input_step, columns, previous,
+                                            delta_pre)                    # (R10)
+        gradient_xh, gradient_hh, gradient_bh = sums
+        gradient_blocks = {"W_xh": gradient_xh, "W_hh": gradient_hh,
+                           "h_0": xp.sum(delta_pre @ blocks["W_hh"].T, axis=0),         # (R12)
+                           **self._output_gradients(xp, cache.hiddens, delta_net_output)}  # (R11)
         if self.biases:
             gradient_blocks["b_h"] = gradient_bh
-            gradient_blocks["b_y"] = xp.sum(delta_net_output, axis=(0, 1))           # (R11)
         return self.layout.flatten(gradient_blocks, xp=xp)
