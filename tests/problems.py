@@ -8,10 +8,10 @@ import numpy as np
 import arrayhf
 from arrayhf import backend
 from arrayhf.models.mrnn import MRNN
+from oracles import core as oracle
+from oracles import gru as oracle_gru
+from oracles import lstm as oracle_lstm
 
-import oracle
-import oracle_gru
-import oracle_lstm
 from helpers import host
 
 # (layer sizes, hidden nonlinearities, output, masked)
