@@ -135,14 +135,14 @@ def rnn_blocks(config, params):
                             [("b_h", (n_h,))])
 
 
-def rnn_pre_activations_and_net_output(config, params, inputs):
-    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition."""
-    blocks = rnn_blocks(config, params)
+def unit_recurrence(config, blocks, x, pre_activation):
+    """(a [T, B, n_h], z [T, B, n_out]) of h_t = f(a_t), a_t = pre_activation(x_t, h_{t−1})
+    [+ b_h], from h_0: the recurrence of the RNN and the MRNN, f = config["hidden"]."""
     activation = _ACTIVATIONS[config["hidden"]]
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
+    hidden = blocks["h_0"].expand(x.shape[1], -1)
     pres, hiddens = [], []
-    for step in range(inputs.shape[0]):
-        pre = inputs[step] @ blocks["W_xh"] + hidden @ blocks["W_hh"]
+    for step in range(x.shape[0]):
+        pre = pre_activation(x[step], hidden)
         if config["biases"]:
             pre = pre + blocks["b_h"]
         hidden = activation(pre)
@@ -151,16 +151,31 @@ def rnn_pre_activations_and_net_output(config, params, inputs):
     return stacked_and_net_output(config, blocks, pres, hiddens)
 
 
+def unit_structural_product(config, pre_activations, params, v, count):
+    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N for the hidden pre-activations ``pre_activations(θ)``
+    of the RNN or the MRNN, f' from torch's own derivative of f."""
+    activation = _ACTIVATIONS[config["hidden"]]
+    return structural_product(
+        pre_activations,
+        lambda pre: config["structural_curvature"] * slope(activation, pre), params, v, count)
+
+
+def rnn_pre_activations_and_net_output(config, params, inputs):
+    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition."""
+    blocks = rnn_blocks(config, params)
+    return unit_recurrence(config, blocks, inputs,
+                           lambda x_t, hidden: x_t @ blocks["W_xh"] + hidden @ blocks["W_hh"])
+
+
 def rnn_net_output(config, params, inputs):
     return rnn_pre_activations_and_net_output(config, params, inputs)[1]
 
 
 def rnn_structural_product(config, params, inputs, v, count):
-    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func, f' from torch's own derivative of f."""
-    activation = _ACTIVATIONS[config["hidden"]]
-    return structural_product(
-        lambda p: rnn_pre_activations_and_net_output(config, p, inputs)[0],
-        lambda pre: config["structural_curvature"] * slope(activation, pre), params, v, count)
+    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func."""
+    return unit_structural_product(
+        config, lambda p: rnn_pre_activations_and_net_output(config, p, inputs)[0], params, v,
+        count)
 
 
 # -- multiplicative RNN ---------------------------------------------------------------------
@@ -188,24 +203,18 @@ def mrnn_pre_activations_and_net_output(config, params, inputs):
     """(a [T, B, n_h], z [T, B, n_out]) of the MRNN, written from SMH11's equations (paper) or
     the 2011 release's forward_pass (release)."""
     blocks = mrnn_blocks(config, params)
-    x = dense_inputs(config, inputs)
-    activation = _ACTIVATIONS[config["hidden"]]
-    hidden = blocks["h_0"].expand(x.shape[1], -1)
-    pres, hiddens = [], []
-    for step in range(x.shape[0]):
-        if config["variant"] == "paper":
-            factors = (x[step] @ blocks["W_fx"]) * (hidden @ blocks["W_fh"])
-            pre = factors @ blocks["W_hf"] + x[step] @ blocks["W_hx"]
-        else:
-            gate = torch.tanh(x[step] @ blocks["W_vf"])                 # B_t
-            carried = hidden @ blocks["W_hf"]                          # A_t
-            pre = (carried * (gate + blocks["f_bias"])) @ blocks["W_fh"] + x[step] @ blocks["W_vh"]
-        if config["biases"]:
-            pre = pre + blocks["b_h"]
-        hidden = activation(pre)
-        pres.append(pre)
-        hiddens.append(hidden)
-    return stacked_and_net_output(config, blocks, pres, hiddens)
+
+    def paper(x_t, hidden):
+        factors = (x_t @ blocks["W_fx"]) * (hidden @ blocks["W_fh"])
+        return factors @ blocks["W_hf"] + x_t @ blocks["W_hx"]
+
+    def release(x_t, hidden):
+        gate = torch.tanh(x_t @ blocks["W_vf"])                           # B_t
+        carried = hidden @ blocks["W_hf"]                                # A_t
+        return (carried * (gate + blocks["f_bias"])) @ blocks["W_fh"] + x_t @ blocks["W_vh"]
+
+    return unit_recurrence(config, blocks, dense_inputs(config, inputs),
+                           paper if config["variant"] == "paper" else release)
 
 
 def mrnn_net_output(config, params, inputs):
@@ -214,10 +223,9 @@ def mrnn_net_output(config, params, inputs):
 
 def mrnn_structural_product(config, params, inputs, v, count):
     """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N for the MRNN's hidden pre-activations, by torch.func."""
-    activation = _ACTIVATIONS[config["hidden"]]
-    return structural_product(
-        lambda p: mrnn_pre_activations_and_net_output(config, p, inputs)[0],
-        lambda pre: config["structural_curvature"] * slope(activation, pre), params, v, count)
+    return unit_structural_product(
+        config, lambda p: mrnn_pre_activations_and_net_output(config, p, inputs)[0], params, v,
+        count)
 
 
 def inputs_tensor(array):
