@@ -9,6 +9,8 @@ evidence that the hand-derived passes are right, not that a routine agrees with 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -151,12 +153,18 @@ def unit_recurrence(config, blocks, x, pre_activation):
     return stacked_and_net_output(config, blocks, pres, hiddens)
 
 
-def unit_structural_product(config, pre_activations, params, v, count):
-    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N for the hidden pre-activations ``pre_activations(θ)``
-    of the RNN or the MRNN, f' from torch's own derivative of f."""
+def net_output_of(pre_activations_and_net_output, config, params, inputs):
+    """z alone of a model's ``pre_activations_and_net_output(config, θ, x) -> (a, z)``."""
+    return pre_activations_and_net_output(config, params, inputs)[1]
+
+
+def unit_structural_product(pre_activations_and_net_output, config, params, inputs, v, count):
+    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func for the hidden pre-activations a of the RNN
+    or the MRNN (``pre_activations_and_net_output(config, θ, x) -> (a, z)``), f' from torch's own
+    derivative of f."""
     activation = _ACTIVATIONS[config["hidden"]]
     return structural_product(
-        pre_activations,
+        lambda p: pre_activations_and_net_output(config, p, inputs)[0],
         lambda pre: config["structural_curvature"] * slope(activation, pre), params, v, count)
 
 
@@ -167,15 +175,9 @@ def rnn_pre_activations_and_net_output(config, params, inputs):
                            lambda x_t, hidden: x_t @ blocks["W_xh"] + hidden @ blocks["W_hh"])
 
 
-def rnn_net_output(config, params, inputs):
-    return rnn_pre_activations_and_net_output(config, params, inputs)[1]
-
-
-def rnn_structural_product(config, params, inputs, v, count):
-    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func."""
-    return unit_structural_product(
-        config, lambda p: rnn_pre_activations_and_net_output(config, p, inputs)[0], params, v,
-        count)
+# rnn_net_output(config, θ, x) -> z; rnn_structural_product(config, θ, x, v, N) -> S v
+rnn_net_output = partial(net_output_of, rnn_pre_activations_and_net_output)
+rnn_structural_product = partial(unit_structural_product, rnn_pre_activations_and_net_output)
 
 
 # -- multiplicative RNN ---------------------------------------------------------------------
@@ -217,15 +219,9 @@ def mrnn_pre_activations_and_net_output(config, params, inputs):
                            paper if config["variant"] == "paper" else release)
 
 
-def mrnn_net_output(config, params, inputs):
-    return mrnn_pre_activations_and_net_output(config, params, inputs)[1]
-
-
-def mrnn_structural_product(config, params, inputs, v, count):
-    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N for the MRNN's hidden pre-activations, by torch.func."""
-    return unit_structural_product(
-        config, lambda p: mrnn_pre_activations_and_net_output(config, p, inputs)[0], params, v,
-        count)
+# mrnn_net_output(config, θ, ids) -> z; mrnn_structural_product(config, θ, ids, v, N) -> S v
+mrnn_net_output = partial(net_output_of, mrnn_pre_activations_and_net_output)
+mrnn_structural_product = partial(unit_structural_product, mrnn_pre_activations_and_net_output)
 
 
 def inputs_tensor(array):

@@ -56,6 +56,8 @@ def _count(arrayhf, max_cg: int) -> dict:
     results = {}
     xp = arrayhf.backend.namespace("torch")
     with common.counting_cg() as counts:
+        counts.update(checks=0, products=0)
+
         def counting_namespace(namespace_of):
             def counted(*arrays):
                 counts["checks"] += counts["active"]
