@@ -65,17 +65,27 @@ def fnn_net_output(model, params, inputs):
     return hidden @ blocks[f"W_{last}"] + blocks[f"b_{last}"]
 
 
+def unrolled(model, blocks, step_inputs, cell, state):
+    """z of a recurrence over time: ``cell(x_t, state) -> (h_t, state)`` on each step's slice of
+    ``step_inputs`` (unbind, not step_inputs[step]: see above), from the initial ``state``."""
+    hiddens = []
+    for step_input in step_inputs.unbind(0):
+        hidden, state = cell(step_input, state)
+        hiddens.append(hidden)
+    return net_output(model, blocks, hiddens)
+
+
 def rnn_net_output(model, params, inputs):
     """z of arrayhf.RNN ``model`` on time-major inputs [T, B, n_in]."""
     blocks = unflatten(model.layout, params)
     activation = ACTIVATIONS[model.hidden.name]
-    step_inputs = input_part(model, blocks, inputs, "W_xh", "b_h")
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step_input in step_inputs.unbind(0):   # unbind, not step_inputs[step]: see above
+
+    def cell_step(step_input, hidden):
         hidden = activation(step_input + hidden @ blocks["W_hh"])
-        hiddens.append(hidden)
-    return net_output(model, blocks, hiddens)
+        return hidden, hidden
+
+    return unrolled(model, blocks, input_part(model, blocks, inputs, "W_xh", "b_h"), cell_step,
+                    blocks["h_0"].expand(inputs.shape[1], -1))
 
 
 def mrnn_net_output(model, params, ids):
@@ -102,28 +112,28 @@ def lstm_net_output(model, params, inputs):
     """z of arrayhf.LSTM ``model`` (torch.nn.LSTM's equations) on float inputs [T, B, n_in]."""
     blocks = unflatten(model.layout, params)
     n = model.n_hidden
-    step_inputs = input_part(model, blocks, inputs, "W_x", "b")
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    cell = blocks["c_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step_input in step_inputs.unbind(0):
+
+    def cell_step(step_input, state):
+        hidden, cell = state
         pre = step_input + hidden @ blocks["W_h"]
         input_gate, forget_gate = torch.sigmoid(pre[:, :n]), torch.sigmoid(pre[:, n:2 * n])
         candidate, output_gate = torch.tanh(pre[:, 2 * n:3 * n]), torch.sigmoid(pre[:, 3 * n:])
         cell = forget_gate * cell + input_gate * candidate
         hidden = output_gate * torch.tanh(cell)
-        hiddens.append(hidden)
-    return net_output(model, blocks, hiddens)
+        return hidden, (hidden, cell)
+
+    initial = (blocks["h_0"].expand(inputs.shape[1], -1),
+               blocks["c_0"].expand(inputs.shape[1], -1))
+    return unrolled(model, blocks, input_part(model, blocks, inputs, "W_x", "b"), cell_step,
+                    initial)
 
 
 def gru_net_output(model, params, inputs):
     """z of arrayhf.GRU ``model`` (torch.nn.GRU's equations) on float inputs [T, B, n_in]."""
     blocks = unflatten(model.layout, params)
     n = model.n_hidden
-    step_inputs = input_part(model, blocks, inputs, "W_x", "b_x")
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step_input in step_inputs.unbind(0):
+
+    def cell_step(step_input, hidden):
         hidden_part = hidden @ blocks["W_h"]
         if model.biases:
             hidden_part = hidden_part + blocks["b_h"]
@@ -131,8 +141,10 @@ def gru_net_output(model, params, inputs):
         update = torch.sigmoid(step_input[:, n:2 * n] + hidden_part[:, n:2 * n])
         candidate = torch.tanh(step_input[:, 2 * n:] + reset * hidden_part[:, 2 * n:])
         hidden = (1 - update) * candidate + update * hidden
-        hiddens.append(hidden)
-    return net_output(model, blocks, hiddens)
+        return hidden, hidden
+
+    return unrolled(model, blocks, input_part(model, blocks, inputs, "W_x", "b_x"), cell_step,
+                    blocks["h_0"].expand(inputs.shape[1], -1))
 
 
 def module_net_output(model, params, inputs):
