@@ -291,7 +291,7 @@ GRU_ID_CONFIGURATIONS = [name for name, (_, kind, _) in GRU_CONFIGURATIONS.items
 
 class GRUProblem(MRNNProblem):
     """A GRU with parameters, a batch and two directions on (xp, dtype, device), their host
-    copies, and the oracle of tests/oracle_gru.py."""
+    copies, and the oracle of oracles/gru.py."""
 
     configurations, model_class = GRU_CONFIGURATIONS, arrayhf.GRU
     n_steps, n_cases = GRU_STEPS, GRU_CASES

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -35,6 +36,10 @@ TIME_LIMIT = 420     # seconds a results row may run (the README says so)
 THREADS = ("--threads", "2")
 DEMO = ("demo", *THREADS)
 COMMAND = "python -m bench.tools.readme_figures"   # how the README credits a section
+# the runs import this checkout's arrayhf, installed or not (they run in a temporary directory)
+ENVIRONMENT = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                           os.environ.get("PYTHONPATH")]))}
 # The paragraphs under the text and autoencoder sections (wrap() joins their lines)
 TEXT_FIGURE = """`python examples/text.py` on the 2-core CPU (numpy, float64, {today},
 `{command} text`): an MRNN with 100 hidden units and 100 factors, {symbols} symbols, the first
@@ -53,7 +58,7 @@ def arrayhf(*args: str, cwd: pathlib.Path, timeout: float | None = None) -> tupl
     started = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "arrayhf", *args], cwd=cwd, text=True,
-                              capture_output=True, timeout=timeout)
+                              capture_output=True, timeout=timeout, env=ENVIRONMENT)
         out = done.stdout
     except subprocess.TimeoutExpired as expired:
         out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout or ""
@@ -115,7 +120,7 @@ def text(work: pathlib.Path) -> str:
     """`python examples/text.py`, then a sample from it on numpy and on torch."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "text.py")], cwd=work,
-                          text=True, capture_output=True)
+                          text=True, capture_output=True, env=ENVIRONMENT)
     seconds = time.perf_counter() - started
     summary = re.search(r"held-out bits per character: ([\d.]+) after iteration 1 -> ([\d.]+) "
                         r"after iteration (\d+) \(unigram entropy ([\d.]+)\)", done.stdout)
@@ -137,7 +142,7 @@ def text(work: pathlib.Path) -> str:
 def autoencoder(work: pathlib.Path) -> str:
     """`python examples/autoencoder.py --small`."""
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "autoencoder.py"), "--small"],
-                          cwd=work, text=True, capture_output=True)
+                          cwd=work, text=True, capture_output=True, env=ENVIRONMENT)
     final = re.search(r"test squared error per case: ([\d.]+) at the start -> ([\d.]+) after "
                       r"(\d+) HF iterations \((\d+) CG steps\)", done.stdout)
     baselines = re.search(r"the mean image ([\d.]+), PCA with 6 components ([\d.]+)",
