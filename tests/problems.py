@@ -8,10 +8,10 @@ import numpy as np
 import arrayhf
 from arrayhf import backend
 from arrayhf.models.mrnn import MRNN
+from oracles import core as oracle
+from oracles import gru as oracle_gru
+from oracles import lstm as oracle_lstm
 
-import oracle
-import oracle_gru
-import oracle_lstm
 from helpers import host
 
 # (layer sizes, hidden nonlinearities, output, masked)
@@ -291,7 +291,7 @@ GRU_ID_CONFIGURATIONS = [name for name, (_, kind, _) in GRU_CONFIGURATIONS.items
 
 class GRUProblem(MRNNProblem):
     """A GRU with parameters, a batch and two directions on (xp, dtype, device), their host
-    copies, and the oracle of tests/oracle_gru.py."""
+    copies, and the oracle of oracles/gru.py."""
 
     configurations, model_class = GRU_CONFIGURATIONS, arrayhf.GRU
     n_steps, n_cases = GRU_STEPS, GRU_CASES

@@ -23,9 +23,9 @@ from arrayhf import backend, checkpoint
 from arrayhf.hf.optimizer import HF
 from arrayhf.interop.torch_lstm import from_torch
 from arrayhf.models.lstm import LSTM
+from oracles import core as oracle
+from oracles import lstm as oracle_lstm
 
-import oracle
-import oracle_lstm
 from helpers import (
     assert_matches,
     finite_difference_jacobian,

@@ -11,8 +11,8 @@ import pytest
 
 import arrayhf
 from arrayhf import backend
+from oracles import core as oracle
 
-import oracle
 from helpers import assert_matches, finite_difference_jacobian, host, other_backend, relative_error
 from problems import RNN_CONFIGURATIONS, rnn_problem
 
