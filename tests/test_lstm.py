@@ -1,6 +1,6 @@
 """The LSTM (torch.nn.LSTM's equations) with float and character-id inputs, masks and variable
 lengths: its structural damping term against finite differences, the torch.func oracle
-(tests/oracle_lstm.py) and second differences of the penalty itself; ids against their one-hot
+(oracles/lstm.py) and second differences of the penalty itself; ids against their one-hot
 rows; padding; float32; the forward pass against torch.nn.LSTM + Linear and the conversions both
 ways; initialization across backends; bad input; and a short HF run. The gradient, R-forward and
 G v checks shared by every model (central differences, torch.func, the Gauss-Newton identities)
