@@ -76,6 +76,18 @@ class HF:
         the sums are taken over all (H6), and rank 0 alone writes the logs and checkpoints.
     **settings
         Fields of :class:`HFConfig`.
+
+    Attributes
+    ----------
+    state : HFState
+        The run's state after the last committed iteration (θ, λ, the CG warm start, the
+        counters, the data set's state): what ``save`` writes; ``params``, ``damping``,
+        ``cg_warm_start``, ``iteration`` and ``cg_total`` read it.
+    last_step : StepRecord or None
+        The record of the last committed iteration, phase by phase (g, the CG result, p, ρ, η);
+        its ``metrics`` is the JSON record.
+    history : list of dict
+        Every logged iteration's JSON record, as in ``metrics.jsonl``.
     """
 
     def __init__(self, model: HFModel, dataset: HFDataset, *, params: Any = None, seed: int = 0,
