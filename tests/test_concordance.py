@@ -52,7 +52,8 @@ defined_tags = equation_tags.defined_tags
 # The modules every model shares: a model's derivation may quote their names too.
 SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinearities.py",
           "initialization.py", "backend.py", "_validate.py", "__init__.py", "hf/optimizer.py",
-          "hf/settings.py", "hf/state.py", "hf/objective.py", "hf/cg.py", "hf/damping.py",
+          "hf/step.py", "hf/phases.py", "hf/settings.py", "hf/state.py", "hf/objective.py",
+          "hf/cg.py", "hf/damping.py",
           "models/recurrent.py"]
 
 # Each derivation and the modules whose code it proves (and whose tags it must define).
@@ -66,8 +67,9 @@ PROVES = {
     "gru.md": ["models/gru.py", "interop/torch_gru.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
-    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
-                          "hf/state.py", "hf/objective.py", "data/sharded.py", "distributed.py"],
+    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/step.py",
+                          "hf/phases.py", "hf/settings.py", "hf/state.py", "hf/objective.py",
+                          "data/sharded.py", "distributed.py"],
 }
 
 # Names of other code that the derivations quote on purpose, to compare arrayhf with it.

@@ -5,8 +5,10 @@ Feedforward data is ``[batch, features]`` with mask ``[batch]``; sequences are t
 which do not (0): sequences of different lengths share one array, and a problem whose answer comes
 only at the last step masks every other step. ``mask=None`` means every output counts.
 
-Also what the generated data sets (pathological problems, text) check alike: their counts, their
-seed, and their batch ids (an int for training, ``("test", i)`` for testing).
+Also what a batch's values must be where they enter HF (``check_batch_values``: finite, a mask
+>= 0 that counts some output), and what the generated data sets (pathological problems, text) check
+alike: their counts, their seed, and their batch ids (an int for training, ``("test", i)`` for
+testing).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from arrayhf._validate import is_integer
+from arrayhf._validate import check_finite, is_integer
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,23 @@ class Batch:
         """The number of cases (rows, or sequences): the batch axis, second to last of the
         targets (inputs may be integer ids without a feature axis)."""
         return int(self.targets.shape[-2])
+
+
+def check_batch_values(xp: Any, name: str, batch: Batch) -> None:
+    """A Batch's floating inputs, targets and mask are finite, its mask is not negative and
+    counts at least one output: what makes its mean loss defined and G positive semi-definite."""
+    check_finite(xp, f"{name}.inputs", batch.inputs)
+    check_finite(xp, f"{name}.targets", batch.targets)
+    if batch.mask is not None:
+        check_finite(xp, f"{name}.mask", batch.mask)
+        weights = xp.astype(batch.mask, xp.float64 if batch.mask.dtype == xp.float64
+                            else xp.float32)
+        if bool(xp.any(weights < 0)):
+            raise ValueError(f"expected {name}.mask >= 0 (a weight per output), got negative "
+                             "entries")
+        if not float(xp.sum(weights)) > 0:
+            raise ValueError(f"expected {name}.mask to count at least one output, got a mask "
+                             "that is zero everywhere: the mean loss is undefined")
 
 
 def check_positive_int(name: str, value: Any) -> int:

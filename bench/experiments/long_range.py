@@ -87,50 +87,37 @@ def table(args) -> list[dict]:
 
 
 class Diagnosis:
-    """Per-iteration values beside an HF run's records (the module docstring): the chosen step
-    p and the gradient g are caught as the optimizer computes them."""
+    """Per-iteration values beside an HF run's records (the module docstring), from the record
+    of the optimizer's last step (``optimizer.last_step``): its θ, the gradient g and the chosen
+    step p."""
 
     def __init__(self, model, dataset, optimizer):
         self.model, self.dataset, self.optimizer = model, dataset, optimizer
-        self.caught: dict = {}
-        backtrack, evaluate = optimizer._backtrack, optimizer._evaluate_gradient
-
-        def caught_backtrack(params, iterates, grad_ids, iteration):
-            chosen, value = backtrack(params, iterates, grad_ids, iteration)
-            self.caught.update(direction=iterates[chosen][1], params=params)
-            return chosen, value
-
-        def caught_gradient(params, grad_ids, iteration):
-            objective, gradient, norm = evaluate(params, grad_ids, iteration)
-            self.caught.update(gradient=gradient, objective=objective)
-            return objective, gradient, norm
-
-        optimizer._backtrack, optimizer._evaluate_gradient = caught_backtrack, caught_gradient
 
     def quadratic_change(self, batch_id) -> float:
         """q(p) − q(0) = gᵀp + ½ pᵀ G p with G of one batch, at the iteration's θ."""
-        xp, caught = self.optimizer.xp, self.caught
-        params, direction = caught["params"], caught["direction"]
+        xp, step = self.optimizer.xp, self.optimizer.last_step
+        params, direction = step.params, step.direction
         batch = self.optimizer.batch_objective.batch(batch_id)
         product = curvature_operator(self.model, params, batch,
                                      self.model.forward(params, batch.inputs), 0.0)
-        return float(xp.sum(caught["gradient"] * direction)
+        return float(xp.sum(step.gradient * direction)
                      + 0.5 * xp.sum(direction * product(direction)))
 
     def change(self, batch_ids, step_size: float = 1.0) -> float:
         """f(θ + ηp) − f(θ) on the batches."""
-        objective = self.optimizer._objective
-        params, direction = self.caught["params"], self.caught["direction"]
+        objective = self.optimizer.batch_objective.value
+        params, direction = self.optimizer.last_step.params, self.optimizer.last_step.direction
         return objective(params + step_size * direction, batch_ids) - objective(params, batch_ids)
 
     def row(self, record: dict) -> dict:
         """The record's values and the diagnosis of its iteration."""
-        optimizer = self.optimizer
-        recurrent = self.model.layout.unflatten(self.caught["params"], xp=optimizer.xp)["W_hh"]
+        optimizer, step = self.optimizer, self.optimizer.last_step
+        recurrent = self.model.layout.unflatten(step.params, xp=optimizer.xp)["W_hh"]
         radius = float(np.max(np.abs(np.linalg.eigvals(backend.to_numpy(recurrent)))))
-        curvature_id = optimizer._curvature_id(record["iteration"])
+        curvature_id = step.curvature_batch
         held_id = next(i for i in self.dataset.train_batches if i != curvature_id)
-        grad_ids = optimizer._train_ids()
+        grad_ids = step.gradient_batches
         return {**{k: record[k] for k in ("iteration", "train_loss", "test_error", "grad_norm",
                                           "theta_norm", "damping", "rho", "cg_steps",
                                           "chosen_iterate", "line_search_step", "seconds")},
