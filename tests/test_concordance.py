@@ -29,6 +29,8 @@ import sys
 
 import pytest
 
+from arrayhf.models import registry
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "arrayhf"
 DERIVATIONS = ROOT / "derivations"
@@ -55,15 +57,12 @@ SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinear
           "hf/settings.py", "hf/state.py", "hf/objective.py", "hf/cg.py", "hf/damping.py",
           "models/recurrent.py"]
 
-# Each derivation and the modules whose code it proves (and whose tags it must define).
+# Each derivation and the modules whose code it proves (and whose tags it must define): every
+# registered model's (arrayhf/models/registry.py), and the derivations of the shared parts.
 PROVES = {
+    **{model.derivation: list(model.modules) for model in registry.REGISTRY},
     "losses.md": ["losses.py", "nonlinearities.py"],
     "gauss-newton.md": ["curvature.py", "models/base.py"],
-    "fnn.md": ["models/fnn.py"],
-    "rnn.md": ["models/rnn.py"],
-    "mrnn.md": ["models/mrnn.py"],
-    "lstm.md": ["models/lstm.py", "interop/torch_lstm.py"],
-    "gru.md": ["models/gru.py", "interop/torch_gru.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
     "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
@@ -166,11 +165,10 @@ def test_every_quoted_code_name_exists(derivation):
                          + "; ".join(f"{name!r} in `{span}`" for name, span in missing.items()))
 
 
-# notation.md's sections on one model name that model's code; the others name any module's
-NOTATION_SECTIONS = {"Recurrent network": ["models/rnn.py"],
-                     "Multiplicative RNN": ["models/mrnn.py"],
-                     "LSTM": ["models/lstm.py", "interop/torch_lstm.py"],
-                     "GRU": ["models/gru.py", "interop/torch_gru.py"]}
+# notation.md's sections on one model name that model's code (the registry's notation_section);
+# the others name any module's
+NOTATION_SECTIONS = {model.notation_section: list(model.modules) for model in registry.REGISTRY
+                     if model.notation_section is not None}
 
 
 def notation_sections() -> dict[str, str]:
