@@ -14,7 +14,6 @@ from arrayhf import backend
 import oracle
 import problems
 from helpers import (
-    assert_matches,
     host,
     relative_error,
 )
@@ -44,21 +43,6 @@ def test_masked_positions_do_not_count(xp, device):
                           model.loss(problem.params, problem.batch)) == 0.0
     assert relative_error(model.gradient(problem.params, changed),
                           model.gradient(problem.params, problem.batch)) == 0.0
-
-
-# -- dtype and device ----------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_outputs_keep_dtype_and_device(xp, device, dtype):
-    problem = Problem("logistic-relu-logistic-masked", xp, device, dtype=dtype)
-    model, params, batch = problem.model, problem.params, problem.batch
-    expected = {"xp": xp, "dtype": problem.dtype, "device": device}
-    cache = model.forward(params, batch.inputs)
-    for result in (cache.net_output, cache.predictions, model.loss(params, batch),
-                   model.gradient(params, batch),
-                   model.r_forward(params, problem.v, batch.inputs, cache),
-                   model.gauss_newton_product(params, batch, problem.v, cache),
-                   model.init(3, xp=xp, dtype=dtype, device=device)):
-        assert_matches(result, **expected)
 
 
 # -- initialization and reproducibility ----------------------------------------------------

@@ -2,8 +2,9 @@
 (problems.RECURRENT_CASES, from the model registry): the structural damping term against
 torch.func, central differences and second differences of the penalty itself; the fused
 (G + λμS) v; symmetry and semi-definiteness; character ids against their one-hot rows and in any
-integer dtype; junk padding; dtype and device; float32; the same seed on another backend; and the
-refusals every recurrent model shares. What only one model does stays in its own test file.
+integer dtype; junk padding; the same seed on another backend; and the refusals every recurrent
+model shares (dtype, device and float32 for every model: test_model_derivatives.py). What only one
+model does stays in its own test file.
 
 Tolerances (float64) as in test_model_derivatives.py: ≤ 1e-7 against central differences, ≤ 1e-10
 against torch.func, ≤ 1e-12 for identities exact in exact arithmetic.
@@ -21,7 +22,7 @@ import arrayhf
 from arrayhf import backend
 from arrayhf.models import registry
 
-from helpers import assert_matches, finite_difference_jacobian, host, other_backend, relative_error
+from helpers import finite_difference_jacobian, host, other_backend, relative_error
 from problems import ID_CASES, PROBLEMS, RECURRENT_CASES, make
 
 FD_TOLERANCE = 1e-7
@@ -206,53 +207,6 @@ def test_junk_ids_in_the_padding_change_nothing(xp, device, case, inputs):
 
 
 # -- dtype, device, other backends -----------------------------------------------------------
-def cache_arrays(xp, cache):
-    """Every float array a forward pass's cache holds, in its fields and their per-step tuples."""
-    for value in vars(cache).values():
-        for item in value if isinstance(value, tuple) else (value,):
-            if hasattr(item, "dtype") and not xp.isdtype(item.dtype, "integral"):
-                yield item
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", RECURRENT_CASES)
-def test_outputs_keep_dtype_and_device(xp, device, dtype, case):
-    """Every array a recurrent model returns, its cache's included, is on the backend, dtype
-    and device of θ."""
-    problem = make(case, xp, device, dtype=dtype)
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    cached = list(cache_arrays(xp, cache))
-    assert len(cached) >= 3   # net_output, predictions, hiddens at least
-    for result in (*cached, model.loss(params, batch), model.gradient(params, batch),
-                   model.r_forward(params, problem.v, batch.inputs, cache),
-                   model.gauss_newton_product(params, batch, problem.v, cache,
-                                              structural_damping=STRUCTURAL),
-                   model.structural_damping_product(params, batch, problem.v, cache),
-                   model.init(3, xp=xp, dtype=dtype, device=device)):
-        assert_matches(result, xp=xp, dtype=problem.dtype, device=device)
-
-
-@pytest.mark.parametrize("case", RECURRENT_CASES)
-def test_float32_agrees_with_the_float64_oracle(xp, device, case):
-    """float32 runs the same maths: within float32 rounding of the float64 oracle (loss 1e-5,
-    the products 1e-4 relative), (G + λμS) v included."""
-    problem = make(case, xp, device, dtype="float32")
-    loss, gradient, jacobian_v, gauss_newton_v = problem.oracle()
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    assert relative_error(model.loss(params, batch, cache), loss) <= 1e-5
-    assert relative_error(model.gradient(params, batch, cache), gradient) <= 1e-4
-    assert relative_error(model.r_forward(params, problem.v, batch.inputs, cache),
-                          jacobian_v) <= 1e-4
-    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
-                          gauss_newton_v) <= 1e-4
-    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache,
-                                                     structural_damping=STRUCTURAL),
-                          gauss_newton_v + STRUCTURAL * problem.oracle_structural_product()
-                          ) <= 1e-4
-
-
 @pytest.mark.parametrize("case", RECURRENT_CASES)
 def test_same_seed_same_parameters_and_loss_on_another_backend(xp, device, case):
     """The session's backend against a different one (helpers.other_backend): the same seed gives
