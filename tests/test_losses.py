@@ -39,16 +39,18 @@ def make_case(output, xp, device, *, shape=(5, 3, 4), scale=2.0, masked=True, se
     return host_arrays, {key: to_xp(value) for key, value in host_arrays.items()}
 
 
+def of_host_net_output(method, arrays, xp, device):
+    """``method(z, targets, mask)`` of the case as a function of host net outputs z."""
+    return lambda z: method(backend.from_host(z, xp, device=device), arrays["targets"],
+                            arrays["mask"])
+
+
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("masked", [False, True])
 def test_delta_matches_central_differences_of_the_loss(xp, device, output, masked):
     loss = arrayhf.losses.get(output)
     on_host, arrays = make_case(output, xp, device, masked=masked)
-
-    def loss_at(z):
-        return loss.loss(backend.from_host(z, xp, device=device), arrays["targets"],
-                         arrays["mask"])
-
+    loss_at = of_host_net_output(loss.loss, arrays, xp, device)
     flat_fd = finite_difference_jacobian(lambda flat: loss_at(flat.reshape(on_host["z"].shape)),
                                          on_host["z"].reshape(-1))[0]
     fd = flat_fd.reshape(on_host["z"].shape)
@@ -61,11 +63,7 @@ def test_delta_matches_central_differences_of_the_loss(xp, device, output, maske
 def test_hessian_vector_matches_central_differences_of_delta(xp, device, output, masked):
     loss = arrayhf.losses.get(output)
     on_host, arrays = make_case(output, xp, device, masked=masked)
-
-    def delta_at(z):
-        return loss.delta(backend.from_host(z, xp, device=device), arrays["targets"],
-                          arrays["mask"])
-
+    delta_at = of_host_net_output(loss.delta, arrays, xp, device)
     fd = central_difference(delta_at, on_host["z"], on_host["u"])
     product = loss.hessian_vector(arrays["z"], arrays["u"], arrays["mask"],
                                   targets=arrays["targets"])
