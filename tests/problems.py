@@ -140,9 +140,9 @@ class SequenceProblem:
 
     configurations: dict
     model_class: type
-    oracle_pre_activations_and_net_output = staticmethod(
-        oracle.rnn_pre_activations_and_net_output)
-    oracle_net_output = staticmethod(oracle.rnn_net_output)
+    # the oracle's (a, z) = forward(config, θ, inputs) and S v = structural(config, θ, inputs,
+    # v, output count), written apart from arrayhf in torch
+    oracle_forward = staticmethod(oracle.rnn_pre_activations_and_net_output)
     oracle_structural = staticmethod(oracle.rnn_structural_product)
     n_steps, n_cases = N_STEPS, N_CASES
 
@@ -229,7 +229,7 @@ class SequenceProblem:
         """(loss, gradient, J v, G v) by torch.func."""
         params, inputs, targets, mask, v = self.tensors()
         config = self.model.config()
-        return oracle.oracle_products(lambda p: self.oracle_net_output(config, p, inputs),
+        return oracle.oracle_products(lambda p: self.oracle_forward(config, p, inputs)[1],
                                       self.model.output.name, params, v, targets, mask)
 
     def oracle_structural_product(self):
@@ -240,8 +240,7 @@ class SequenceProblem:
         """The pre-activations a(θ) [T, B, units] that the structural term damps, at host θ,
         from the oracle's forward pass (evaluated, not differentiated)."""
         inputs = self.tensors()[1]
-        pre, _ = self.oracle_pre_activations_and_net_output(self.model.config(),
-                                                            oracle.tensor(params), inputs)
+        pre, _ = self.oracle_forward(self.model.config(), oracle.tensor(params), inputs)
         return pre.numpy()
 
     def structural_units(self):
@@ -264,9 +263,7 @@ class MRNNProblem(SequenceProblem):
     """An MRNN on ids or float rows, with the oracle of tests/oracle.py."""
 
     configurations, model_class = MRNN_CONFIGURATIONS, MRNN
-    oracle_pre_activations_and_net_output = staticmethod(
-        oracle.mrnn_pre_activations_and_net_output)
-    oracle_net_output = staticmethod(oracle.mrnn_net_output)
+    oracle_forward = staticmethod(oracle.mrnn_pre_activations_and_net_output)
     oracle_structural = staticmethod(oracle.mrnn_structural_product)
     n_steps, n_cases = MRNN_STEPS, MRNN_CASES
 
@@ -299,9 +296,7 @@ class LSTMProblem(SequenceProblem):
     """An LSTM with parameters, a batch and two directions, and its own oracle (oracle_lstm)."""
 
     configurations, model_class = LSTM_CONFIGURATIONS, arrayhf.LSTM
-    oracle_pre_activations_and_net_output = staticmethod(
-        oracle_lstm.lstm_pre_activations_and_net_output)
-    oracle_net_output = staticmethod(oracle_lstm.lstm_net_output)
+    oracle_forward = staticmethod(oracle_lstm.lstm_pre_activations_and_net_output)
     oracle_structural = staticmethod(oracle_lstm.lstm_structural_product)
     n_steps, n_cases = MRNN_STEPS, MRNN_CASES
 
@@ -340,9 +335,7 @@ class GRUProblem(SequenceProblem):
     copies, and the oracle of tests/oracle_gru.py."""
 
     configurations, model_class = GRU_CONFIGURATIONS, arrayhf.GRU
-    oracle_pre_activations_and_net_output = staticmethod(
-        oracle_gru.gru_pre_activations_and_net_output)
-    oracle_net_output = staticmethod(oracle_gru.gru_net_output)
+    oracle_forward = staticmethod(oracle_gru.gru_pre_activations_and_net_output)
     oracle_structural = staticmethod(oracle_gru.gru_structural_product)
     n_steps, n_cases = GRU_STEPS, GRU_CASES
 

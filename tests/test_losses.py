@@ -45,11 +45,17 @@ def of_host_net_output(method, arrays, xp, device):
                             arrays["mask"])
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_delta_matches_central_differences_of_the_loss(xp, device, output, masked):
-    loss = arrayhf.losses.get(output)
-    on_host, arrays = make_case(output, xp, device, masked=masked)
+@pytest.fixture(params=[(output, masked) for masked in (False, True) for output in OUTPUTS],
+                ids=lambda param: f"{param[0]}{'-masked' if param[1] else ''}")
+def case(request, xp, device):
+    """(output, its matching loss, host arrays, backend arrays) of a masked or unmasked case."""
+    output, masked = request.param
+    return (output, arrayhf.losses.get(output),
+            *make_case(output, xp, device, masked=masked))
+
+
+def test_delta_matches_central_differences_of_the_loss(xp, device, case):
+    _, loss, on_host, arrays = case
     loss_at = of_host_net_output(loss.loss, arrays, xp, device)
     flat_fd = finite_difference_jacobian(lambda flat: loss_at(flat.reshape(on_host["z"].shape)),
                                          on_host["z"].reshape(-1))[0]
@@ -58,11 +64,8 @@ def test_delta_matches_central_differences_of_the_loss(xp, device, output, maske
     assert relative_error(delta, fd) <= FD_TOLERANCE
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_hessian_vector_matches_central_differences_of_delta(xp, device, output, masked):
-    loss = arrayhf.losses.get(output)
-    on_host, arrays = make_case(output, xp, device, masked=masked)
+def test_hessian_vector_matches_central_differences_of_delta(xp, device, case):
+    _, loss, on_host, arrays = case
     delta_at = of_host_net_output(loss.delta, arrays, xp, device)
     fd = central_difference(delta_at, on_host["z"], on_host["u"])
     product = loss.hessian_vector(arrays["z"], arrays["u"], arrays["mask"],
@@ -70,11 +73,8 @@ def test_hessian_vector_matches_central_differences_of_delta(xp, device, output,
     assert relative_error(product, fd) <= FD_TOLERANCE
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_loss_delta_and_hessian_vector_match_torch_func(xp, device, output, masked):
-    loss = arrayhf.losses.get(output)
-    on_host, arrays = make_case(output, xp, device, masked=masked)
+def test_loss_delta_and_hessian_vector_match_torch_func(case):
+    output, loss, on_host, arrays = case
     z, targets, u = (oracle.tensor(on_host[k]) for k in ("z", "targets", "u"))
     mask = None if on_host["mask"] is None else oracle.tensor(on_host["mask"])
     assert relative_error(loss.loss(arrays["z"], arrays["targets"], arrays["mask"]),
