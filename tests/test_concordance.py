@@ -227,3 +227,14 @@ def test_the_checks_see_a_stale_name_and_an_uncited_tag():
     assert cited_tags("(GR7)-(GR9)", ranges=True) == {"GR7", "GR8", "GR9"}
     assert equation_tags.DEFINED_TAG.findall(r"\tag{GR12} \tag{S3}") == ["GR12", "S3"]
     assert cited_tags("as in (MS11), (GR3)", ranges=False) == {"GR3"}
+
+
+@pytest.mark.parametrize("model", registry.names())
+def test_every_registered_model_has_its_derivation_and_notation_section(model):
+    """The registry's derivation page exists and is checked above; its notation.md section, if
+    it names one, exists."""
+    entry = registry.entry(model)
+    assert (DERIVATIONS / entry.derivation).exists(), entry.derivation
+    assert all((PACKAGE / module).exists() for module in entry.modules), entry.modules
+    if entry.notation_section is not None:
+        assert entry.notation_section in notation_sections()
