@@ -14,10 +14,10 @@ import arrayhf
 from arrayhf import backend
 from arrayhf.models import registry
 from arrayhf.models.mrnn import MRNN
+from oracles import core as oracle
+from oracles import gru as oracle_gru
+from oracles import lstm as oracle_lstm
 
-import oracle
-import oracle_gru
-import oracle_lstm
 from helpers import host
 
 # (layer sizes, hidden nonlinearities, output, masked)
@@ -254,13 +254,13 @@ class SequenceProblem:
 
 
 class RNNProblem(SequenceProblem):
-    """An RNN on float inputs, with the oracle of tests/oracle.py."""
+    """An RNN on float inputs, with the oracle of oracles/core.py."""
 
     configurations, model_class = RNN_CONFIGURATIONS, arrayhf.RNN
 
 
 class MRNNProblem(SequenceProblem):
-    """An MRNN on ids or float rows, with the oracle of tests/oracle.py."""
+    """An MRNN on ids or float rows, with the oracle of oracles/core.py."""
 
     configurations, model_class = MRNN_CONFIGURATIONS, MRNN
     oracle_forward = staticmethod(oracle.mrnn_pre_activations_and_net_output)
@@ -293,7 +293,7 @@ LSTM_ID_CONFIGURATIONS = [name for name, (_, kind, _) in LSTM_CONFIGURATIONS.ite
 
 
 class LSTMProblem(SequenceProblem):
-    """An LSTM with parameters, a batch and two directions, and its own oracle (oracle_lstm)."""
+    """An LSTM with parameters, a batch and two directions, and its own oracle (oracles/lstm.py)."""
 
     configurations, model_class = LSTM_CONFIGURATIONS, arrayhf.LSTM
     oracle_forward = staticmethod(oracle_lstm.lstm_pre_activations_and_net_output)
@@ -332,7 +332,7 @@ GRU_ID_CONFIGURATIONS = [name for name, (_, kind, _) in GRU_CONFIGURATIONS.items
 
 class GRUProblem(SequenceProblem):
     """A GRU with parameters, a batch and two directions on (xp, dtype, device), their host
-    copies, and the oracle of tests/oracle_gru.py."""
+    copies, and the oracle of oracles/gru.py."""
 
     configurations, model_class = GRU_CONFIGURATIONS, arrayhf.GRU
     oracle_forward = staticmethod(oracle_gru.gru_pre_activations_and_net_output)

@@ -10,8 +10,8 @@ import torch
 
 import arrayhf
 from arrayhf import backend
+from oracles import core as oracle
 
-import oracle
 import problems
 from helpers import (
     host,

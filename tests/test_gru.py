@@ -23,9 +23,9 @@ import arrayhf
 from arrayhf import backend
 from arrayhf.interop.torch_gru import from_torch
 from arrayhf.models.gru import GRU
+from oracles import core as oracle
+from oracles import gru as oracle_gru
 
-import oracle
-import oracle_gru
 from helpers import host, relative_error
 from problems import GRU_CONFIGURATIONS, GRUProblem
 

@@ -8,8 +8,8 @@ import pytest
 
 import arrayhf
 from arrayhf import backend
+from oracles import core as oracle
 
-import oracle
 from helpers import central_difference, finite_difference_jacobian, host, relative_error
 
 OUTPUTS = ["linear", "logistic", "softmax"]

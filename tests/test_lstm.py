@@ -3,7 +3,7 @@ torch.nn.LSTM + Linear and the conversions both ways; initialization; descriptio
 checkpoints; its own refusals; and a short HF run. The gradient, R-forward and G v checks shared by
 every model (central differences, torch.func, the Gauss-Newton identities) run on its
 configurations in test_model_derivatives.py; the structural damping term (against finite
-differences, the torch.func oracle of tests/oracle_lstm.py and second differences of the penalty
+differences, the torch.func oracle of oracles/lstm.py and second differences of the penalty
 itself), ids against their one-hot rows, padding, float32, dtype/device, other backends and the
 shared refusals, for every recurrent model, in test_recurrent.py (problems.CASES "lstm/...").
 
@@ -23,8 +23,8 @@ from arrayhf import backend, checkpoint
 from arrayhf.hf.optimizer import HF
 from arrayhf.interop.torch_lstm import from_torch
 from arrayhf.models.lstm import LSTM
+from oracles import lstm as oracle_lstm
 
-import oracle_lstm
 from helpers import host, relative_error
 from problems import LSTMProblem
 
