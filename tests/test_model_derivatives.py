@@ -148,8 +148,9 @@ def test_outputs_keep_dtype_and_device(xp, device, dtype, case):
                model.gauss_newton_product(params, batch, problem.v, cache,
                                           structural_damping=damping_of(model)),
                model.init(3, xp=xp, dtype=dtype, device=device)]
-    if damping_of(model):
-        results.append(model.structural_damping_product(params, batch, problem.v, cache))
+    if damping_of(model):   # a recurrent model: S v, and its cache's slopes f'(a)
+        results += [model.structural_damping_product(params, batch, problem.v, cache),
+                    cache.slopes]
     for result in results:
         assert_matches(result, xp=xp, dtype=problem.dtype, device=device)
 
