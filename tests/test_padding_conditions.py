@@ -13,17 +13,16 @@ import pytest
 
 import arrayhf
 from arrayhf import backend
+from arrayhf.models import registry
 
 from helpers import host
 
 T, B, N_IN, N_OUT = 6, 3, 4, 2
 LENGTHS = np.array([6, 4, 3])
-RECURRENT = {
-    "rnn": lambda: arrayhf.RNN(N_IN, 5, N_OUT),
-    "mrnn": lambda: arrayhf.MRNN(N_IN, 5, 3, N_OUT),
-    "lstm": lambda: arrayhf.LSTM(N_IN, 5, N_OUT),
-    "gru": lambda: arrayhf.GRU(N_IN, 5, N_OUT),
-}
+# every recurrent model of the registry, as the command line builds it: 5 hidden units (3 factors
+# for the MRNN), linear outputs, biases
+RECURRENT = [model for model in registry.REGISTRY if model.recurrent and model.build is not None]
+NET = registry.NetSettings(N_IN, N_OUT, "linear", hidden=5, factors=3, biases=True)
 
 
 def results(model, params, v, inputs, targets, mask, xp, device):
@@ -34,9 +33,9 @@ def results(model, params, v, inputs, targets, mask, xp, device):
             host(model.gauss_newton_product(params, batch, v)))
 
 
-@pytest.mark.parametrize("name", list(RECURRENT))
-def test_padding_needs_finite_values_at_the_end(xp, device, name):
-    model = RECURRENT[name]()
+@pytest.mark.parametrize("entry", RECURRENT, ids=lambda entry: entry.name)
+def test_padding_needs_finite_values_at_the_end(xp, device, entry):
+    model = entry.build(NET)
     rng = np.random.default_rng(0)
     params = model.init(0, xp=xp, device=device)
     v = backend.from_host(rng.standard_normal(model.n_params), xp, device=device)

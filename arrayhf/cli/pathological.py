@@ -234,9 +234,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        "when it is lowered)", default="the run's")
     options.add_option(resume_parser, "--save-every", "checkpoint every this many iterations",
                        default="the run's")
-    resume_parser.add_argument("--verbose", action="store_true",
-                               help="print each iteration's full record, as in the results file "
-                                    "(default: a short line)")
+    options.add_verbose_option(resume_parser)
     resume_parser.add_argument("--force", action="store_true",
                                help="resume even if run.json differs from the checkpoint's "
                                     "settings (default: refuse)")
