@@ -102,21 +102,22 @@ def docs(session):
 # The sizes nox -s bench runs on a 2-core CPU in about 20 minutes; bench/README.md gives the
 # commands for the full sizes and for a GPU (bench/gpu.sh).
 BENCH_RUNS = [
-    ["bench/gv.py"],
-    ["bench/peer.py", "--T", "200", "--batch", "1000", "--cg-steps", "3", "--repeats", "3"],
-    ["bench/end_to_end.py", "--problems", "addition", "--T", "20", "--batch-size", "300",
+    ["bench.micro.gv"],
+    ["bench.micro.peer", "--T", "200", "--batch", "1000", "--cg-steps", "3", "--repeats", "3"],
+    ["bench.experiments.end_to_end", "--problems", "addition", "--T", "20", "--batch-size", "300",
      "--seeds", "0", "--backends", "numpy,torch", "--time-limit", "100", "--adam-lrs", "1e-3",
      "--peer"],
-    ["bench/long_range.py", "--problems", "temporal_order", "--seeds", "0", "--no-structural",
-     ""],
-    ["bench/gpu_estimate.py"],
+    ["bench.experiments.long_range", "--problems", "temporal_order", "--seeds", "0",
+     "--no-structural", ""],
+    ["bench.tools.gpu_estimate"],
 ]
 
 
 @nox.session
 def bench(session):
     """Gv against torch.func, against a gradient and against BLAS; against the peer library
-    hessianfree; HF end to end against Adam. Tables on stdout, JSON in bench/results/."""
+    hessianfree; HF end to end against Adam. Tables on stdout, JSON in bench/results/. The
+    suite's modules run from the repository root (``python -m bench.micro.gv``), not installed."""
     session.install(".[bench,test]")
     for run in BENCH_RUNS:
-        session.run("python", *run, *session.posargs)
+        session.run("python", "-m", *run, *session.posargs)

@@ -2,9 +2,10 @@
 
 The public API: the models (FNN, RNN, MRNN, LSTM, GRU) and their matching losses, the Batch
 container and the data sets (ArrayDataset, Pathological, Text, and ShardedDataset, one process's
-rows of any of them), the HF optimizer, the protocols HF relies on (HFModel, HFDataset), load() (a
-model and θ from a checkpoint), the backend layer, and the communicator of runs on several
-processes (``arrayhf.distributed``).
+rows of any of them), the HF optimizer and its iteration as a function of an explicit state
+(``hf_step``, ``HFState``, ``StepRecord``), the protocols HF relies on (HFModel, HFDataset),
+load() (a model and θ from a checkpoint), the backend layer, and the communicator of runs on
+several processes (``arrayhf.distributed``).
 """
 
 from arrayhf import backend, curvature, distributed, losses, nonlinearities
@@ -16,6 +17,8 @@ from arrayhf.data.sharded import ShardedDataset
 from arrayhf.data.text import Text
 from arrayhf.data.vocabulary import Vocabulary
 from arrayhf.hf.optimizer import HF, HFConfig
+from arrayhf.hf.state import HFState
+from arrayhf.hf.step import StepRecord, hf_step
 from arrayhf.interop import from_torch
 from arrayhf.layout import Layout
 from arrayhf.losses import CrossEntropy, MatchingLoss, SoftmaxCrossEntropy, SquaredError
@@ -31,6 +34,7 @@ __all__ = [
     "HF",
     "ArrayDataset",
     "HFConfig",
+    "HFState",
     "HFDataset",
     "HFModel",
     "Batch",
@@ -45,11 +49,13 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "ShardedDataset",
     "SquaredError",
+    "StepRecord",
     "Text",
     "Vocabulary",
     "backend",
     "curvature",
     "distributed",
+    "hf_step",
     "load",
     "losses",
     "nonlinearities",

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import math
 from numbers import Integral
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat
-
-if TYPE_CHECKING:   # data.batch imports this module
-    from arrayhf.data.batch import Batch
 
 
 def is_integer(value: object) -> bool:
@@ -87,20 +84,3 @@ def check_finite(xp: Any, name: str, array: Any) -> None:
         bad = int(xp.sum(xp.astype(xp.logical_not(finite), array.dtype)))
         raise ValueError(f"expected finite values in {name}, got {bad} NaN or Inf entries of "
                          f"{math.prod(array.shape)}")
-
-
-def check_batch_values(xp: Any, name: str, batch: Batch) -> None:
-    """A Batch's floating inputs, targets and mask are finite, its mask is not negative and
-    counts at least one output: what makes its mean loss defined and G positive semi-definite."""
-    check_finite(xp, f"{name}.inputs", batch.inputs)
-    check_finite(xp, f"{name}.targets", batch.targets)
-    if batch.mask is not None:
-        check_finite(xp, f"{name}.mask", batch.mask)
-        weights = xp.astype(batch.mask, xp.float64 if batch.mask.dtype == xp.float64
-                            else xp.float32)
-        if bool(xp.any(weights < 0)):
-            raise ValueError(f"expected {name}.mask >= 0 (a weight per output), got negative "
-                             "entries")
-        if not float(xp.sum(weights)) > 0:
-            raise ValueError(f"expected {name}.mask to count at least one output, got a mask "
-                             "that is zero everywhere: the mean loss is undefined")

@@ -3,8 +3,8 @@
 Host-side code: the models call it from ``init`` and move the packed vector to their backend once.
 Two schemes (Martens 2010; the 2011 release):
 
-- sparse (Martens 2010): every unit gets exactly ``n_nonzero`` (15) nonzero incoming weights,
-  drawn from N(0, scale²); a unit with fewer inputs than that gets all of them.
+- sparse (Martens 2010): every unit gets min(``n_nonzero``, fan_in) nonzero incoming weights
+  (``n_nonzero`` = 15 by default), drawn from N(0, scale²): all of them when it has fewer inputs.
 - dense: every incoming weight drawn from N(0, scale² / fan_in).
 """
 

@@ -8,8 +8,7 @@ ids as row gathers), so that the comparison measures hand-derived passes against
 ways of ordering the matrix products.
 
 Per-step slices are taken with ``unbind``: the backward pass of ``x[step]`` writes its gradient
-into a zero tensor of x's full size, once per step (T full-size tensors, which made the first
-version of this baseline 40× slower); ``unbind``'s backward stacks the T slices once.
+into a zero tensor of x's full size, once per step; ``unbind``'s backward stacks the T slices once.
 
 Gauss-Newton product by autodiff, with the forward pass cached as arrayhf caches it::
 
@@ -22,16 +21,11 @@ Gauss-Newton product by autodiff, with the forward pass cached as arrayhf caches
 from __future__ import annotations
 
 import math
-import pathlib
-import sys
 
 import torch
 from torch.func import grad, jvp, vjp
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from oracle import loss_of_net_output  # noqa: E402  (the tests' torch losses, written from
-
-#                                        their definitions)
+from oracles.core import loss_of_net_output  # the tests' torch losses, from their definitions
 
 ACTIVATIONS = {"tanh": torch.tanh, "logistic": torch.sigmoid, "relu": torch.relu,
                "linear": lambda a: a}
@@ -48,6 +42,18 @@ def unflatten(layout, params) -> dict:
     return blocks
 
 
+def input_part(model, blocks, inputs, weights: str, bias: str):
+    """x W [+ b] over all time steps at once (the bias where the model has biases)."""
+    part = inputs @ blocks[weights]
+    return part + blocks[bias] if model.biases else part
+
+
+def net_output(model, blocks, hiddens):
+    """z = h W_hy [+ b_y] over all time steps at once, from the per-step hidden states."""
+    output = torch.stack(hiddens) @ blocks["W_hy"]
+    return output + blocks["b_y"] if model.biases else output
+
+
 def fnn_net_output(model, params, inputs):
     """z of arrayhf.FNN ``model``: a_l = h_{l−1} W_l + b_l, h_l = f_l(a_l), z = a_L."""
     blocks = unflatten(model.layout, params)
@@ -59,20 +65,27 @@ def fnn_net_output(model, params, inputs):
     return hidden @ blocks[f"W_{last}"] + blocks[f"b_{last}"]
 
 
+def unrolled(model, blocks, step_inputs, cell, state):
+    """z of a recurrence over time: ``cell(x_t, state) -> (h_t, state)`` on each step's slice of
+    ``step_inputs`` (unbind, not step_inputs[step]: see above), from the initial ``state``."""
+    hiddens = []
+    for step_input in step_inputs.unbind(0):
+        hidden, state = cell(step_input, state)
+        hiddens.append(hidden)
+    return net_output(model, blocks, hiddens)
+
+
 def rnn_net_output(model, params, inputs):
     """z of arrayhf.RNN ``model`` on time-major inputs [T, B, n_in]."""
     blocks = unflatten(model.layout, params)
     activation = ACTIVATIONS[model.hidden.name]
-    input_part = inputs @ blocks["W_xh"]
-    if model.biases:
-        input_part = input_part + blocks["b_h"]
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step_input in input_part.unbind(0):   # unbind, not input_part[step]: see below
+
+    def cell_step(step_input, hidden):
         hidden = activation(step_input + hidden @ blocks["W_hh"])
-        hiddens.append(hidden)
-    net_output = torch.stack(hiddens) @ blocks["W_hy"]
-    return net_output + blocks["b_y"] if model.biases else net_output
+        return hidden, hidden
+
+    return unrolled(model, blocks, input_part(model, blocks, inputs, "W_xh", "b_h"), cell_step,
+                    blocks["h_0"].expand(inputs.shape[1], -1))
 
 
 def mrnn_net_output(model, params, ids):
@@ -83,50 +96,44 @@ def mrnn_net_output(model, params, ids):
     blocks = unflatten(model.layout, params)
     activation = ACTIVATIONS[model.hidden.name]
     input_factors = blocks["W_fx"][ids]                                   # [T, B, F]
-    input_part = blocks["W_hx"][ids]                                      # [T, B, H]
+    step_inputs = blocks["W_hx"][ids]                                     # [T, B, H]
     if model.biases:
-        input_part = input_part + blocks["b_h"]
+        step_inputs = step_inputs + blocks["b_h"]
     hidden = blocks["h_0"].expand(ids.shape[1], -1)
     hiddens = []
-    for step_factors, step_input in zip(input_factors.unbind(0), input_part.unbind(0)):
+    for step_factors, step_input in zip(input_factors.unbind(0), step_inputs.unbind(0)):
         factors = step_factors * (hidden @ blocks["W_fh"])
         hidden = activation(factors @ blocks["W_hf"] + step_input)
         hiddens.append(hidden)
-    net_output = torch.stack(hiddens) @ blocks["W_hy"]
-    return net_output + blocks["b_y"] if model.biases else net_output
+    return net_output(model, blocks, hiddens)
 
 
 def lstm_net_output(model, params, inputs):
     """z of arrayhf.LSTM ``model`` (torch.nn.LSTM's equations) on float inputs [T, B, n_in]."""
     blocks = unflatten(model.layout, params)
     n = model.n_hidden
-    input_part = inputs @ blocks["W_x"]
-    if model.biases:
-        input_part = input_part + blocks["b"]
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    cell = blocks["c_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step_input in input_part.unbind(0):
+
+    def cell_step(step_input, state):
+        hidden, cell = state
         pre = step_input + hidden @ blocks["W_h"]
         input_gate, forget_gate = torch.sigmoid(pre[:, :n]), torch.sigmoid(pre[:, n:2 * n])
         candidate, output_gate = torch.tanh(pre[:, 2 * n:3 * n]), torch.sigmoid(pre[:, 3 * n:])
         cell = forget_gate * cell + input_gate * candidate
         hidden = output_gate * torch.tanh(cell)
-        hiddens.append(hidden)
-    net_output = torch.stack(hiddens) @ blocks["W_hy"]
-    return net_output + blocks["b_y"] if model.biases else net_output
+        return hidden, (hidden, cell)
+
+    initial = (blocks["h_0"].expand(inputs.shape[1], -1),
+               blocks["c_0"].expand(inputs.shape[1], -1))
+    return unrolled(model, blocks, input_part(model, blocks, inputs, "W_x", "b"), cell_step,
+                    initial)
 
 
 def gru_net_output(model, params, inputs):
     """z of arrayhf.GRU ``model`` (torch.nn.GRU's equations) on float inputs [T, B, n_in]."""
     blocks = unflatten(model.layout, params)
     n = model.n_hidden
-    input_part = inputs @ blocks["W_x"]
-    if model.biases:
-        input_part = input_part + blocks["b_x"]
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    hiddens = []
-    for step_input in input_part.unbind(0):
+
+    def cell_step(step_input, hidden):
         hidden_part = hidden @ blocks["W_h"]
         if model.biases:
             hidden_part = hidden_part + blocks["b_h"]
@@ -134,9 +141,10 @@ def gru_net_output(model, params, inputs):
         update = torch.sigmoid(step_input[:, n:2 * n] + hidden_part[:, n:2 * n])
         candidate = torch.tanh(step_input[:, 2 * n:] + reset * hidden_part[:, 2 * n:])
         hidden = (1 - update) * candidate + update * hidden
-        hiddens.append(hidden)
-    net_output = torch.stack(hiddens) @ blocks["W_hy"]
-    return net_output + blocks["b_y"] if model.biases else net_output
+        return hidden, hidden
+
+    return unrolled(model, blocks, input_part(model, blocks, inputs, "W_x", "b_x"), cell_step,
+                    blocks["h_0"].expand(inputs.shape[1], -1))
 
 
 def module_net_output(model, params, inputs):

@@ -1,5 +1,6 @@
 """What every benchmark shares: command-line options, interleaved timing with warm-up and medians,
-waiting for asynchronous backends, the machine's description, tables and JSON results.
+waiting for asynchronous backends, counting host syncs inside CG, the machine's description,
+tables and JSON results.
 
 Host-side benchmark code: it may import numpy and the backends. Timings of the things compared are
 always taken in the same process, interleaved round by round (A, B, A, B, ...), after warm-up
@@ -9,6 +10,7 @@ calls, and reported as medians; ratios are of medians.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -20,9 +22,9 @@ import time
 
 import numpy as np
 
-from arrayhf.data.curves import CURVES_HIDDEN, CURVES_SIZES
-
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# the torch.Tensor methods that move a value from the device to Python
+SYNC_METHODS = ("__float__", "__bool__", "__int__", "item", "numpy", "tolist")
 
 
 def options(description: str, *, default_backend: str = "torch") -> argparse.ArgumentParser:
@@ -42,6 +44,8 @@ def options(description: str, *, default_backend: str = "torch") -> argparse.Arg
 def autoencoder(small: bool) -> tuple[list[int], list[str]]:
     """(layer sizes, hidden nonlinearities) of HF10's CURVES autoencoder, or with ``small`` a
     64-input autoencoder of the same form (logistic layers around a linear 6-unit code)."""
+    from arrayhf.data.curves import CURVES_HIDDEN, CURVES_SIZES
+
     if small:
         return [64, 32, 16, 6, 16, 32, 64], ["logistic"] * 2 + ["linear"] + ["logistic"] * 2
     return CURVES_SIZES, CURVES_HIDDEN
@@ -83,6 +87,57 @@ def interleaved_medians(functions: dict, *, repeats: int, warmup: int = 2) -> di
             synchronize(function())
             times[name].append(time.perf_counter() - started)
     return {name: {"median": statistics.median(t), "times": t} for name, t in times.items()}
+
+
+@contextlib.contextmanager
+def replaced_in_arrayhf(name: str, wrap):
+    """Within: the function ``name`` replaced by ``wrap(original)`` in every loaded arrayhf module
+    that holds it (wherever the library imported it from), then put back."""
+    holders = [module for key, module in list(sys.modules.items())
+               if key.split(".")[0] == "arrayhf" and callable(getattr(module, name, None))]
+    originals = {id(module): getattr(module, name) for module in holders}
+    for module in holders:
+        setattr(module, name, wrap(originals[id(module)]))
+    try:
+        yield
+    finally:
+        for module in holders:
+            setattr(module, name, originals[id(module)])
+
+
+@contextlib.contextmanager
+def counting_cg():
+    """Within: the calls of arrayhf's ``conjugate_gradient`` counted, with the torch host syncs
+    (``SYNC_METHODS``) made while CG runs. Yields the counts: ``syncs``, ``steps`` (CG steps of
+    every run), and ``active`` (whether CG is running now, for other counters)."""
+    import torch
+
+    counts = {"syncs": 0, "steps": 0, "active": False}
+    originals = {method: getattr(torch.Tensor, method) for method in SYNC_METHODS}
+    for method, original in originals.items():
+        def counting(self, *args, _original=original, **kwargs):
+            counts["syncs"] += counts["active"]
+            return _original(self, *args, **kwargs)
+
+        setattr(torch.Tensor, method, counting)
+
+    def wrap(conjugate_gradient):
+        def counted(*args, **kwargs):
+            counts["active"] = True
+            try:
+                result = conjugate_gradient(*args, **kwargs)
+            finally:
+                counts["active"] = False
+            counts["steps"] += result.n_steps
+            return result
+        return counted
+
+    try:
+        with replaced_in_arrayhf("conjugate_gradient", wrap):
+            yield counts
+    finally:
+        for method, original in originals.items():
+            setattr(torch.Tensor, method, original)
 
 
 def machine() -> dict:

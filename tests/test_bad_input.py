@@ -45,10 +45,8 @@ def assert_ours(error):
 
 
 # -- model entry points ---------------------------------------------------------------------------
-MODEL_CASES = ["fnn/tanh-softmax-masked", "rnn/tanh-linear-last-step",
-               "mrnn/paper-ids-softmax-lengths", "mrnn/release-float-logistic-every-step",
-               "lstm/ids-softmax-lengths", "lstm/float-linear-random-no-biases",
-               "gru/ids-softmax-lengths", "gru/float-linear-random-no-biases"]
+# every registered model's cases (problems.CASES, from arrayhf/models/registry.py)
+MODEL_CASES = list(problems.CASES)
 METHODS = {
     "forward": ("params", "inputs"),
     "predict": ("params", "inputs"),

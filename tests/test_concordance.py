@@ -29,6 +29,8 @@ import sys
 
 import pytest
 
+from arrayhf.models import registry
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "arrayhf"
 DERIVATIONS = ROOT / "derivations"
@@ -52,22 +54,21 @@ defined_tags = equation_tags.defined_tags
 # The modules every model shares: a model's derivation may quote their names too.
 SHARED = ["models/base.py", "curvature.py", "layout.py", "losses.py", "nonlinearities.py",
           "initialization.py", "backend.py", "_validate.py", "__init__.py", "hf/optimizer.py",
-          "hf/settings.py", "hf/state.py", "hf/objective.py", "hf/cg.py", "hf/damping.py",
+          "hf/step.py", "hf/phases.py", "hf/settings.py", "hf/state.py", "hf/objective.py",
+          "hf/cg.py", "hf/damping.py",
           "models/recurrent.py", "models/inputs.py"]
 
-# Each derivation and the modules whose code it proves (and whose tags it must define).
+# Each derivation and the modules whose code it proves (and whose tags it must define): every
+# registered model's (arrayhf/models/registry.py), and the derivations of the shared parts.
 PROVES = {
+    **{model.derivation: list(model.modules) for model in registry.REGISTRY},
     "losses.md": ["losses.py", "nonlinearities.py"],
     "gauss-newton.md": ["curvature.py", "models/base.py"],
-    "fnn.md": ["models/fnn.py"],
-    "rnn.md": ["models/rnn.py"],
-    "mrnn.md": ["models/mrnn.py"],
-    "lstm.md": ["models/lstm.py", "interop/torch_lstm.py"],
-    "gru.md": ["models/gru.py", "interop/torch_gru.py"],
     "structural-damping.md": ["models/rnn.py", "models/mrnn.py", "models/recurrent.py",
                               "curvature.py"],
-    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/settings.py",
-                          "hf/state.py", "hf/objective.py", "data/sharded.py", "distributed.py"],
+    "cg-and-damping.md": ["hf/cg.py", "hf/damping.py", "hf/optimizer.py", "hf/step.py",
+                          "hf/phases.py", "hf/settings.py", "hf/state.py", "hf/objective.py",
+                          "data/sharded.py", "distributed.py"],
 }
 
 # Names of other code that the derivations quote on purpose, to compare arrayhf with it.
@@ -166,11 +167,10 @@ def test_every_quoted_code_name_exists(derivation):
                          + "; ".join(f"{name!r} in `{span}`" for name, span in missing.items()))
 
 
-# notation.md's sections on one model name that model's code; the others name any module's
-NOTATION_SECTIONS = {"Recurrent network": ["models/rnn.py"],
-                     "Multiplicative RNN": ["models/mrnn.py"],
-                     "LSTM": ["models/lstm.py", "interop/torch_lstm.py"],
-                     "GRU": ["models/gru.py", "interop/torch_gru.py"]}
+# notation.md's sections on one model name that model's code (the registry's notation_section);
+# the others name any module's
+NOTATION_SECTIONS = {model.notation_section: list(model.modules) for model in registry.REGISTRY
+                     if model.notation_section is not None}
 
 
 def notation_sections() -> dict[str, str]:
@@ -229,3 +229,14 @@ def test_the_checks_see_a_stale_name_and_an_uncited_tag():
     assert cited_tags("(GR7)-(GR9)", ranges=True) == {"GR7", "GR8", "GR9"}
     assert equation_tags.DEFINED_TAG.findall(r"\tag{GR12} \tag{S3}") == ["GR12", "S3"]
     assert cited_tags("as in (MS11), (GR3)", ranges=False) == {"GR3"}
+
+
+@pytest.mark.parametrize("model", registry.names())
+def test_every_registered_model_has_its_derivation_and_notation_section(model):
+    """The registry's derivation page exists and is checked above; its notation.md section, if
+    it names one, exists."""
+    entry = registry.entry(model)
+    assert (DERIVATIONS / entry.derivation).exists(), entry.derivation
+    assert all((PACKAGE / module).exists() for module in entry.modules), entry.modules
+    if entry.notation_section is not None:
+        assert entry.notation_section in notation_sections()

@@ -9,8 +9,7 @@ from torch.func import hessian, jacrev
 
 import arrayhf
 from arrayhf import backend
-
-import oracle
+from oracles import core as oracle
 
 
 def test_operator_matches_the_dense_gauss_newton_matrix(xp, device):

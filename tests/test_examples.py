@@ -1,5 +1,6 @@
-"""The commands a user runs first: ``python bench/tour.py`` and the curvature-spectrum example, on
-the backend under test (the autoencoder example takes 90 s and is run by hand: README)."""
+"""The commands a user runs first: ``python -m bench.tools.tour`` and the curvature-spectrum
+example, on the backend under test (the autoencoder example takes 90 s and is run by hand:
+README)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,20 @@ import tempfile
 import pytest
 
 from arrayhf import backend
+from bench.tools import tour
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXAMPLES, BENCH = ROOT / "examples", ROOT / "bench"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
-def load_example(name, folder=EXAMPLES):
-    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_tour_prints_agreeing_rows(xp, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))   # bench/tour.py imports bench/common.py
+def test_tour_prints_agreeing_rows(xp, capsys):
     name = backend.name_of(xp)
-    tour = load_example("tour", BENCH)
     assert tour.main(["--small", "--backends", f"numpy,{name}", "--repeats", "1",
                       "--dtypes", "float64"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
@@ -64,9 +63,7 @@ def test_port_predictions_cleans_up_after_itself(tmp_path, monkeypatch, capsys):
     assert (kept / "checkpoint.npz").exists()
 
 
-def test_tour_checks_its_dtypes_before_printing_anything(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCH))
-    tour = load_example("tour", BENCH)
+def test_tour_checks_its_dtypes_before_printing_anything(capsys):
     with pytest.raises(SystemExit) as stopped:
         tour.main(["--small", "--dtypes", "float16"])
     assert stopped.value.code == 2

@@ -10,11 +10,10 @@ import torch
 
 import arrayhf
 from arrayhf import backend
+from oracles import core as oracle
 
-import oracle
 import problems
 from helpers import (
-    assert_matches,
     host,
     relative_error,
 )
@@ -44,21 +43,6 @@ def test_masked_positions_do_not_count(xp, device):
                           model.loss(problem.params, problem.batch)) == 0.0
     assert relative_error(model.gradient(problem.params, changed),
                           model.gradient(problem.params, problem.batch)) == 0.0
-
-
-# -- dtype and device ----------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_outputs_keep_dtype_and_device(xp, device, dtype):
-    problem = Problem("logistic-relu-logistic-masked", xp, device, dtype=dtype)
-    model, params, batch = problem.model, problem.params, problem.batch
-    expected = {"xp": xp, "dtype": problem.dtype, "device": device}
-    cache = model.forward(params, batch.inputs)
-    for result in (cache.net_output, cache.predictions, model.loss(params, batch),
-                   model.gradient(params, batch),
-                   model.r_forward(params, problem.v, batch.inputs, cache),
-                   model.gauss_newton_product(params, batch, problem.v, cache),
-                   model.init(3, xp=xp, dtype=dtype, device=device)):
-        assert_matches(result, **expected)
 
 
 # -- initialization and reproducibility ----------------------------------------------------
@@ -186,56 +170,50 @@ def test_structural_damping_is_refused_for_a_feedforward_net(small):
 
 
 # -- per-case squared gradients (Martens' preconditioner) ----------------------------------
-def test_per_case_squared_gradient_matches_per_case_oracle_gradients(problem):
-    """(1/N) Σ_p m_p g_p², g_p = ∇ℓ_p: against torch.func's per-case gradients (vmap of grad),
-    and against this model's own gradient on one-row batches (itself checked by central
-    differences above)."""
+def oracle_per_case_gradients(problem):
+    """g_p = ∇ℓ_p of every case p by torch.func's per-case gradients (vmap of grad), [P, n]."""
     from torch.func import grad, vmap
-
-    model, params, batch = problem.model, problem.params, problem.batch
-    squared = model.per_case_squared_gradient(params, batch)
-    inputs, targets = oracle.tensor(problem.host["inputs"]), oracle.tensor(problem.host["targets"])
-    mask = (np.ones(N_CASES) if problem.host["mask"] is None else problem.host["mask"])
 
     def case_loss(theta, row, target):
         z = problem.oracle_net_output(theta, row[None, :])
         return oracle.loss_of_net_output(problem.output, z, target[None, :])
 
-    per_case = vmap(grad(case_loss), in_dims=(None, 0, 0))(
-        oracle.tensor(problem.host["params"]), inputs, targets)
-    expected = (oracle.tensor(mask)[:, None] * per_case**2).sum(0) / mask.sum()
-    assert relative_error(squared, expected) <= ORACLE_TOLERANCE
+    return vmap(grad(case_loss), in_dims=(None, 0, 0))(
+        oracle.tensor(problem.host["params"]), oracle.tensor(problem.host["inputs"]),
+        oracle.tensor(problem.host["targets"]))
 
-    by_rows = np.zeros(model.n_params)
-    for row in np.flatnonzero(mask):
+
+def weighted_squares_of_row_gradients(problem, weights):
+    """Σ_p w_p g_p² with g_p this model's own gradient on the one-row batch of case p."""
+    total = np.zeros(problem.model.n_params)
+    for row in np.flatnonzero(weights):
         one = arrayhf.Batch(problem.to_xp(problem.host["inputs"][row:row + 1]),
                             problem.to_xp(problem.host["targets"][row:row + 1]))
-        by_rows += host(model.gradient(params, one)) ** 2
+        total += weights[row] * host(problem.model.gradient(problem.params, one)) ** 2
+    return total
+
+
+def test_per_case_squared_gradient_matches_per_case_oracle_gradients(problem):
+    """(1/N) Σ_p m_p g_p², g_p = ∇ℓ_p: against torch.func's per-case gradients (vmap of grad),
+    and against this model's own gradient on one-row batches (itself checked by central
+    differences above)."""
+    squared = problem.model.per_case_squared_gradient(problem.params, problem.batch)
+    mask = (np.ones(N_CASES) if problem.host["mask"] is None else problem.host["mask"])
+    per_case = oracle_per_case_gradients(problem)
+    expected = (oracle.tensor(mask)[:, None] * per_case**2).sum(0) / mask.sum()
+    assert relative_error(squared, expected) <= ORACLE_TOLERANCE
+    by_rows = weighted_squares_of_row_gradients(problem, mask)
     assert relative_error(squared, by_rows / mask.sum()) <= ORACLE_TOLERANCE
 
 
 def test_per_case_squared_gradient_weighs_fractional_masks_once(problem):
     """F = (1/N) Σ_p m_p g_p² for any mask weights (H3), not Σ m_p² g_p²: mask weights 0, ½, 1, 2
     against torch.func's per-case gradients and this model's own gradient on one-row batches."""
-    from torch.func import grad, vmap
-
-    model, params = problem.model, problem.params
     weights = np.resize([0.0, 0.5, 1.0, 2.0, 0.25], N_CASES)
     batch = arrayhf.Batch(problem.batch.inputs, problem.batch.targets, problem.to_xp(weights))
-    squared = model.per_case_squared_gradient(params, batch)
-
-    def case_loss(theta, row, target):
-        z = problem.oracle_net_output(theta, row[None, :])
-        return oracle.loss_of_net_output(problem.output, z, target[None, :])
-
-    per_case = vmap(grad(case_loss), in_dims=(None, 0, 0))(
-        oracle.tensor(problem.host["params"]), oracle.tensor(problem.host["inputs"]),
-        oracle.tensor(problem.host["targets"]))
+    squared = problem.model.per_case_squared_gradient(problem.params, batch)
+    per_case = oracle_per_case_gradients(problem)
     oracle_squared = (oracle.tensor(weights)[:, None] * per_case**2).sum(0) / weights.sum()
     assert relative_error(squared, oracle_squared) <= ORACLE_TOLERANCE
-    expected = np.zeros(model.n_params)
-    for row in np.flatnonzero(weights):
-        one = arrayhf.Batch(problem.to_xp(problem.host["inputs"][row:row + 1]),
-                            problem.to_xp(problem.host["targets"][row:row + 1]))
-        expected += weights[row] * host(model.gradient(params, one)) ** 2
+    expected = weighted_squares_of_row_gradients(problem, weights)
     assert relative_error(squared, expected / weights.sum()) <= ORACLE_TOLERANCE

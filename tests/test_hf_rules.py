@@ -18,8 +18,7 @@ import pytest
 import arrayhf
 from arrayhf import backend
 from arrayhf.data.batch import Batch
-from arrayhf.hf import backtracking
-from arrayhf.hf import optimizer as optimizer_module
+from arrayhf.hf import backtracking, phases
 from arrayhf.hf.optimizer import HF, HFConfig
 
 from datasets import N_CLASSES, N_FEATURES, blob_arrays
@@ -100,7 +99,7 @@ def walk_back(values) -> int:
 def cg_runs(monkeypatch):
     """Every call HF makes to conjugate_gradient: its operator, b, x0, keywords and result."""
     runs = []
-    real = optimizer_module.conjugate_gradient
+    real = phases.conjugate_gradient
 
     def watched(operator, b, x0=None, **keywords):
         result = real(operator, b, x0, **keywords)
@@ -108,7 +107,7 @@ def cg_runs(monkeypatch):
                                     result=result))
         return result
 
-    monkeypatch.setattr(optimizer_module, "conjugate_gradient", watched)
+    monkeypatch.setattr(phases, "conjugate_gradient", watched)
     return runs
 
 
@@ -203,7 +202,7 @@ def test_backtracking_takes_the_first_local_minimum_walking_back(xp, device, cg_
     optimizer = HF(classifier(), dataset, damping=0.1, max_cg_iter=20, cg_epsilon=0.0,
                    progress=False, test_every=0)
     params = optimizer.params
-    real_objective = optimizer._objective
+    real_objective = optimizer.batch_objective.value
     start = real_objective(params, dataset.train_batches)
     #            steps 5    7    9    11   15   19   20
     decreases = [0.9, 0.1, 0.2, 0.3, 0.4, 0.4, 0.2]
@@ -216,7 +215,7 @@ def test_backtracking_takes_the_first_local_minimum_walking_back(xp, device, cg_
                 return start - decreases[index]
         return real_objective(point, batch_ids)
 
-    monkeypatch.setattr(optimizer, "_objective", scripted_objective)
+    monkeypatch.setattr(optimizer.batch_objective, "value", scripted_objective)
     record = optimizer.step()
     cg = cg_runs[-1].result
     assert [step for step, _ in cg.iterates] == [5, 7, 9, 11, 15, 19, 20]
@@ -238,7 +237,7 @@ def test_release_backtracking_takes_the_lowest_held_value(xp, device, cg_runs, m
                    curvature_batches=["train1"], backtracking="release", progress=False,
                    test_every=0)
     params = optimizer.params
-    real_objective = optimizer._objective
+    real_objective = optimizer.batch_objective.value
     start = real_objective(params, dataset.train_batches)
     #            steps 1    11   21   25
     decreases = [0.5, 0.1, 0.3, 0.2]
@@ -252,7 +251,7 @@ def test_release_backtracking_takes_the_lowest_held_value(xp, device, cg_runs, m
                 return start - decreases[index]
         return real_objective(point, batch_ids)
 
-    monkeypatch.setattr(optimizer, "_objective", scripted_objective)
+    monkeypatch.setattr(optimizer.batch_objective, "value", scripted_objective)
     record = optimizer.step()
     cg = cg_runs[-1].result
     assert [step for step, _ in cg.iterates] == [1, 11, 21, 25]
@@ -494,9 +493,9 @@ def test_batches_are_weighted_by_their_counted_outputs(xp, device, cg_runs):
     expected_f = objective(model, dataset, params, ids, weight_cost)
     expected_g = gradient(model, dataset, params, ids, weight_cost)
 
-    value, grad = optimizer._loss_and_gradient(params, ids)
+    value, grad = optimizer.batch_objective.value_and_gradient(params, ids)
     assert math.isclose(value, expected_f, rel_tol=1e-12)
-    assert math.isclose(optimizer._objective(params, ids), expected_f, rel_tol=1e-12)
+    assert math.isclose(optimizer.batch_objective.value(params, ids), expected_f, rel_tol=1e-12)
     assert relative_error(grad, expected_g) <= 1e-12
 
     penalty = 0.5 * weight_cost * dot(params, params)

@@ -8,8 +8,8 @@ import pytest
 
 import arrayhf
 from arrayhf import backend
+from oracles import core as oracle
 
-import oracle
 from helpers import central_difference, finite_difference_jacobian, host, relative_error
 
 OUTPUTS = ["linear", "logistic", "softmax"]
@@ -39,16 +39,24 @@ def make_case(output, xp, device, *, shape=(5, 3, 4), scale=2.0, masked=True, se
     return host_arrays, {key: to_xp(value) for key, value in host_arrays.items()}
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_delta_matches_central_differences_of_the_loss(xp, device, output, masked):
-    loss = arrayhf.losses.get(output)
-    on_host, arrays = make_case(output, xp, device, masked=masked)
+def of_host_net_output(method, arrays, xp, device):
+    """``method(z, targets, mask)`` of the case as a function of host net outputs z."""
+    return lambda z: method(backend.from_host(z, xp, device=device), arrays["targets"],
+                            arrays["mask"])
 
-    def loss_at(z):
-        return loss.loss(backend.from_host(z, xp, device=device), arrays["targets"],
-                         arrays["mask"])
 
+@pytest.fixture(params=[(output, masked) for masked in (False, True) for output in OUTPUTS],
+                ids=lambda param: f"{param[0]}{'-masked' if param[1] else ''}")
+def case(request, xp, device):
+    """(output, its matching loss, host arrays, backend arrays) of a masked or unmasked case."""
+    output, masked = request.param
+    return (output, arrayhf.losses.get(output),
+            *make_case(output, xp, device, masked=masked))
+
+
+def test_delta_matches_central_differences_of_the_loss(xp, device, case):
+    _, loss, on_host, arrays = case
+    loss_at = of_host_net_output(loss.loss, arrays, xp, device)
     flat_fd = finite_difference_jacobian(lambda flat: loss_at(flat.reshape(on_host["z"].shape)),
                                          on_host["z"].reshape(-1))[0]
     fd = flat_fd.reshape(on_host["z"].shape)
@@ -56,27 +64,17 @@ def test_delta_matches_central_differences_of_the_loss(xp, device, output, maske
     assert relative_error(delta, fd) <= FD_TOLERANCE
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_hessian_vector_matches_central_differences_of_delta(xp, device, output, masked):
-    loss = arrayhf.losses.get(output)
-    on_host, arrays = make_case(output, xp, device, masked=masked)
-
-    def delta_at(z):
-        return loss.delta(backend.from_host(z, xp, device=device), arrays["targets"],
-                          arrays["mask"])
-
+def test_hessian_vector_matches_central_differences_of_delta(xp, device, case):
+    _, loss, on_host, arrays = case
+    delta_at = of_host_net_output(loss.delta, arrays, xp, device)
     fd = central_difference(delta_at, on_host["z"], on_host["u"])
     product = loss.hessian_vector(arrays["z"], arrays["u"], arrays["mask"],
                                   targets=arrays["targets"])
     assert relative_error(product, fd) <= FD_TOLERANCE
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_loss_delta_and_hessian_vector_match_torch_func(xp, device, output, masked):
-    loss = arrayhf.losses.get(output)
-    on_host, arrays = make_case(output, xp, device, masked=masked)
+def test_loss_delta_and_hessian_vector_match_torch_func(case):
+    output, loss, on_host, arrays = case
     z, targets, u = (oracle.tensor(on_host[k]) for k in ("z", "targets", "u"))
     mask = None if on_host["mask"] is None else oracle.tensor(on_host["mask"])
     assert relative_error(loss.loss(arrays["z"], arrays["targets"], arrays["mask"]),

@@ -1,5 +1,7 @@
 """Every model's hand-derived passes, checked three ways: central finite differences, the torch.func
-oracle, and the Gauss-Newton identities. One parametrized suite over tests/problems.py's cases.
+oracle, and the Gauss-Newton identities; and the dtype and device of everything they return, and
+float32 against the oracle. One parametrized suite over tests/problems.py's cases, which cover
+every model of the registry (arrayhf/models/registry.py).
 
 Tolerances (float64): relative error ≤ 1e-7 against central differences (step 1e-5, whose own
 error is ~1e-10), ≤ 1e-10 against torch.func, ≤ 1e-12 for identities that hold exactly in exact
@@ -11,12 +13,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import central_difference, finite_difference_jacobian, host, relative_error
+from helpers import (
+    assert_matches,
+    central_difference,
+    finite_difference_jacobian,
+    host,
+    relative_error,
+)
 from problems import CASES, make
 
 FD_TOLERANCE = 1e-7
 ORACLE_TOLERANCE = 1e-10
 EXACT_TOLERANCE = 1e-12
+STRUCTURAL = 0.7  # λμ in the tests
 
 
 @pytest.fixture(params=list(CASES))
@@ -110,16 +119,61 @@ def test_cached_forward_pass_gives_the_same_products(problem):
                           model.gauss_newton_product(params, batch, problem.v)) <= EXACT_TOLERANCE
 
 
-def test_float32_agrees_with_the_float64_oracle(xp, device):
-    """float32 runs the same maths: within float32 rounding (1e-4 relative) of the oracle."""
-    for case in ("fnn/tanh-softmax-masked", "rnn/tanh-linear-last-step"):
-        problem = make(case, xp, device, dtype="float32")
-        loss, gradient, _, gauss_newton_v = problem.oracle()
-        model, params, batch = problem.model, problem.params, problem.batch
-        assert relative_error(model.loss(params, batch), loss) <= 1e-5
-        assert relative_error(model.gradient(params, batch), gradient) <= 1e-4
-        assert relative_error(model.gauss_newton_product(params, batch, problem.v),
-                              gauss_newton_v) <= 1e-4
+# -- dtypes and devices ---------------------------------------------------------------------
+def cache_arrays(xp, cache):
+    """Every float array a forward pass's cache holds, in its fields and their per-step tuples."""
+    for value in vars(cache).values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if hasattr(item, "dtype") and not xp.isdtype(item.dtype, "integral"):
+                yield item
+
+
+def damping_of(model):
+    """λμ for a model with a structural damping term (a recurrent one), else 0."""
+    return STRUCTURAL if hasattr(model, "structural_damping_product") else 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_outputs_keep_dtype_and_device(xp, device, dtype, case):
+    """Every array a model returns, its cache's included, is on the backend, dtype and device of
+    θ."""
+    problem = make(case, xp, device, dtype=dtype)
+    model, params, batch = problem.model, problem.params, problem.batch
+    cache = model.forward(params, batch.inputs)
+    cached = list(cache_arrays(xp, cache))
+    assert len(cached) >= 2   # net_output and predictions at least
+    results = [*cached, model.loss(params, batch), model.gradient(params, batch),
+               model.r_forward(params, problem.v, batch.inputs, cache),
+               model.gauss_newton_product(params, batch, problem.v, cache,
+                                          structural_damping=damping_of(model)),
+               model.init(3, xp=xp, dtype=dtype, device=device)]
+    if damping_of(model):   # a recurrent model: S v, and its cache's slopes f'(a)
+        results += [model.structural_damping_product(params, batch, problem.v, cache),
+                    cache.slopes]
+    for result in results:
+        assert_matches(result, xp=xp, dtype=problem.dtype, device=device)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_float32_agrees_with_the_float64_oracle(xp, device, case):
+    """float32 runs the same maths: within float32 rounding of the float64 oracle (loss 1e-5,
+    the products 1e-4 relative), (G + λμS) v included for a recurrent model."""
+    problem = make(case, xp, device, dtype="float32")
+    loss, gradient, jacobian_v, gauss_newton_v = problem.oracle()
+    model, params, batch = problem.model, problem.params, problem.batch
+    cache = model.forward(params, batch.inputs)
+    assert relative_error(model.loss(params, batch, cache), loss) <= 1e-5
+    assert relative_error(model.gradient(params, batch, cache), gradient) <= 1e-4
+    assert relative_error(model.r_forward(params, problem.v, batch.inputs, cache),
+                          jacobian_v) <= 1e-4
+    assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache),
+                          gauss_newton_v) <= 1e-4
+    if damping_of(model):
+        assert relative_error(model.gauss_newton_product(params, batch, problem.v, cache,
+                                                         structural_damping=STRUCTURAL),
+                              gauss_newton_v + STRUCTURAL * problem.oracle_structural_product()
+                              ) <= 1e-4
 
 
 # -- the operator CG calls ------------------------------------------------------------------

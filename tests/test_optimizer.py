@@ -13,7 +13,7 @@ import pytest
 import arrayhf
 from arrayhf import backend, checkpoint
 from arrayhf.data.arrays import ArrayDataset
-from arrayhf.hf import optimizer as optimizer_module
+from arrayhf.hf import phases as hf_phases
 from arrayhf.hf.optimizer import HF
 
 from datasets import FreshBlobs, blobs
@@ -97,14 +97,14 @@ def test_preconditioned_run_also_learns(xp, device, monkeypatch):
     assert optimizer.history[-1]["test_loss"] < 0.1
 
     model_values = {}
-    real = optimizer_module.conjugate_gradient
+    real = hf_phases.conjugate_gradient
     for preconditioner in (False, True):
         def watched(*args, _key=preconditioner, **keywords):
             result = real(*args, **keywords)
             model_values[_key] = result.model_values
             return result
 
-        monkeypatch.setattr(optimizer_module, "conjugate_gradient", watched)
+        monkeypatch.setattr(hf_phases, "conjugate_gradient", watched)
         HF(arrayhf.FNN([20, 2], output="linear"), badly_scaled_least_squares(xp, device),
            damping=1e-2, max_cg_iter=60, cg_epsilon=0.0, preconditioner=preconditioner,
            progress=False, test_every=0).step()
@@ -131,13 +131,13 @@ def test_the_record_splits_the_iteration_into_its_phases(xp, device, monkeypatch
     assert all(seconds >= 0 for seconds in phases.values())
     assert 0.5 * record["seconds"] <= sum(phases.values()) <= record["seconds"]
     slow = run_blobs(xp, device, iterations=0)
-    real = slow._backtrack
+    real = hf_phases.backtrack
 
     def slow_backtrack(*args):
         time.sleep(0.2)
         return real(*args)
 
-    monkeypatch.setattr(slow, "_backtrack", slow_backtrack)
+    monkeypatch.setattr(hf_phases, "backtrack", slow_backtrack)
     phases = slow.step()["phase_seconds"]
     assert phases["backtracking"] >= 0.2
     assert max(v for k, v in phases.items() if k != "backtracking") < 0.2
@@ -150,7 +150,8 @@ def test_cg_reuses_the_gradient_pass_forward_pass_of_the_curvature_batch(xp, dev
     model's own product on a fresh forward pass)."""
     optimizer = run_blobs(xp, device, iterations=0)
     model, params = optimizer.model, optimizer.params
-    curvature = optimizer.dataset.batch(optimizer._curvature_id(1))
+    curvature_id = hf_phases.curvature_batch(optimizer.config, optimizer.dataset, 1)
+    curvature = optimizer.dataset.batch(curvature_id)
     real_forward = type(model).forward
     at_start = []
 
@@ -164,11 +165,12 @@ def test_cg_reuses_the_gradient_pass_forward_pass_of_the_curvature_batch(xp, dev
     assert len(at_start) == 1
     monkeypatch.setattr(type(model), "forward", real_forward)
     kept = HF(classifier(), blobs(xp, device), seed=0, progress=False, max_cg_iter=5)
-    kept._loss_and_gradient(kept.params, kept._train_ids(), keep=kept._curvature_id(1))
-    cache = kept.batch_objective.kept_forward(kept.params, kept._curvature_id(1))
+    kept.batch_objective.value_and_gradient(
+        kept.params, hf_phases.gradient_batches(kept.config, kept.dataset), keep=curvature_id)
+    cache = kept.batch_objective.kept_forward(kept.params, curvature_id)
     fresh = kept.model.forward(kept.params, curvature.inputs)
     v = xp.ones_like(kept.params)
-    batch = kept.dataset.batch(kept._curvature_id(1))
+    batch = kept.dataset.batch(curvature_id)
     np.testing.assert_array_equal(
         host(kept.model.gauss_newton_product(kept.params, batch, v, cache)),
         host(kept.model.gauss_newton_product(kept.params, batch, v, fresh)))

@@ -1,6 +1,7 @@
 """The README's demo transcript is what `arrayhf demo` prints: its first three HF iterations are
 rerun here and compared to the printed digits (all but each line's seconds), so that the README
-cannot drift from the code again. `python bench/readme_figures.py demo` rewrites the transcript.
+cannot drift from the code again. `python -m bench.tools.readme_figures demo` rewrites the
+transcript.
 
 The run is a subprocess with the transcript's own thread count: the number of BLAS threads sets
 the order of the sums in every matrix product, and from the first iteration on that shows in the

@@ -11,8 +11,8 @@ import pytest
 import arrayhf
 from arrayhf import backend, curvature
 from arrayhf.data.vocabulary import UNKNOWN, Vocabulary
+from oracles import core as oracle
 
-import oracle
 import problems
 from helpers import finite_difference_jacobian, host, relative_error
 

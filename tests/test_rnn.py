@@ -1,6 +1,8 @@
-"""RNN specifics: the structural damping term against finite differences and torch.func, its single
-pass equal to the separate products, initialization, variable-length sequences, dtype/device and
-bad input. The shared derivative checks are in test_model_derivatives.py."""
+"""RNN specifics: float junk in the padding, the release's initialization, the input check,
+κ's default by hidden nonlinearity, and the conventions the recurrent models share. The
+derivative checks every model shares are in test_model_derivatives.py; the structural damping
+term, dtype/device, float32, other backends and the shared refusals, for every recurrent model,
+in test_recurrent.py."""
 
 from __future__ import annotations
 
@@ -10,134 +12,11 @@ import numpy as np
 import pytest
 
 import arrayhf
-from arrayhf import backend
 
-import oracle
-from helpers import assert_matches, finite_difference_jacobian, host, other_backend, relative_error
-from problems import RNN_CONFIGURATIONS, rnn_problem
+from helpers import host, relative_error
+from problems import rnn_problem
 
-FD_TOLERANCE = 1e-7
-ORACLE_TOLERANCE = 1e-10
 EXACT_TOLERANCE = 1e-12
-STRUCTURAL = 0.7  # λμ in the tests
-
-
-@pytest.fixture(params=list(RNN_CONFIGURATIONS))
-def problem(request, xp, device):
-    return rnn_problem(request.param, xp, device)
-
-
-def output_count(problem):
-    mask = problem.host["mask"]
-    if mask is None:
-        return float(np.prod(problem.host["targets"].shape[:-1]))
-    return float(mask.sum())
-
-
-def host_pre_activations(problem, params):
-    """a_t written again with numpy from the model's blocks: the function whose Jacobian J_a the
-    structural term uses."""
-    blocks = {k: host(b) for k, b in problem.model.unflatten(problem.to_xp(params)).items()}
-    inputs = problem.host["inputs"]
-    hidden = np.broadcast_to(blocks["h_0"], (inputs.shape[1], blocks["h_0"].size))
-    pres = []
-    for step in range(inputs.shape[0]):
-        pre = inputs[step] @ blocks["W_xh"] + hidden @ blocks["W_hh"] + blocks.get("b_h", 0.0)
-        hidden = np.tanh(pre) if problem.model.hidden.name == "tanh" else 1 / (1 + np.exp(-pre))
-        pres.append(pre)
-    return np.stack(pres)
-
-
-def test_structural_damping_product_matches_torch_func(problem):
-    params, inputs, _, _, v = problem.tensors()
-    expected = oracle.rnn_structural_product(problem.model.config(), params, inputs, v,
-                                             output_count(problem))
-    product = problem.model.structural_damping_product(problem.params, problem.batch, problem.v)
-    assert relative_error(product, expected) <= ORACLE_TOLERANCE
-
-
-def test_structural_damping_product_matches_finite_differences(problem):
-    """S v = J_aᵀ Κ J_a v / N with J_a by central differences and Κ = κ f'(a)."""
-    theta = problem.host["params"]
-    jacobian = finite_difference_jacobian(lambda p: host_pre_activations(problem, p), theta)
-    pre = host_pre_activations(problem, theta).reshape(-1)
-    if problem.model.hidden.name == "tanh":
-        slope = 1 - np.tanh(pre) ** 2
-    else:
-        slope = (1 / (1 + np.exp(-pre))) * (1 - 1 / (1 + np.exp(-pre)))
-    weights = problem.model.structural_curvature * slope / output_count(problem)
-    expected = jacobian.T @ (weights * (jacobian @ problem.host["v"]))
-    product = problem.model.structural_damping_product(problem.params, problem.batch, problem.v)
-    assert relative_error(product, expected) <= FD_TOLERANCE
-
-
-def test_damped_product_in_one_pass_equals_the_two_products(problem):
-    model, params, batch = problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    combined = model.gauss_newton_product(params, batch, problem.v, cache,
-                                          structural_damping=STRUCTURAL)
-    separate = (model.gauss_newton_product(params, batch, problem.v, cache)
-                + STRUCTURAL * model.structural_damping_product(params, batch, problem.v, cache))
-    assert relative_error(combined, separate) <= EXACT_TOLERANCE
-    generic = arrayhf.curvature.gauss_newton_product(model, params, batch, problem.v,
-                                                     cache=cache, structural_damping=STRUCTURAL)
-    assert relative_error(combined, generic) <= EXACT_TOLERANCE
-
-
-def test_damped_product_matches_torch_func(problem):
-    params, inputs, _, _, v = problem.tensors()
-    *_, gauss_newton_v = problem.oracle()
-    structural = oracle.rnn_structural_product(problem.model.config(), params, inputs, v,
-                                               output_count(problem))
-    product = problem.model.gauss_newton_product(problem.params, problem.batch, problem.v,
-                                                 structural_damping=STRUCTURAL)
-    assert relative_error(product, gauss_newton_v + STRUCTURAL * structural) <= ORACLE_TOLERANCE
-
-
-def test_structural_term_is_symmetric_and_positive_semidefinite(problem):
-    xp, model, params, batch = problem.xp, problem.model, problem.params, problem.batch
-    cache = model.forward(params, batch.inputs)
-    u_s_v = float(xp.sum(problem.u * model.structural_damping_product(params, batch, problem.v,
-                                                                      cache)))
-    v_s_u = float(xp.sum(problem.v * model.structural_damping_product(params, batch, problem.u,
-                                                                      cache)))
-    assert abs(u_s_v - v_s_u) <= EXACT_TOLERANCE * abs(u_s_v)
-    rng = np.random.default_rng(2)
-    for _ in range(10):
-        v = problem.to_xp(rng.standard_normal(model.n_params))
-        assert float(xp.sum(v * model.structural_damping_product(params, batch, v, cache))) >= 0
-
-
-def structural_penalty(problem, theta, anchor):
-    """D_n(θ) = κ/N Σ d_f(a(θ); aⁿ), d_f(a; aⁿ) = ψ(a) − ψ(aⁿ) − f(aⁿ)(a − aⁿ), with ψ' = f:
-    ψ = log cosh for tanh, softplus for logistic (structural-damping.md, section 2), written
-    from its definition on the host, aⁿ = a(θ_n) held fixed."""
-    pre = host_pre_activations(problem, theta)
-    if problem.model.hidden.name == "tanh":
-        potential, nonlinearity = (lambda a: np.logaddexp(a, -a)), np.tanh
-    else:
-        potential, nonlinearity = (lambda a: np.logaddexp(0.0, a)), (lambda a: 1 / (1 + np.exp(-a)))
-    divergence = potential(pre) - potential(anchor) - nonlinearity(anchor) * (pre - anchor)
-    return problem.model.structural_curvature / output_count(problem) * divergence.sum()
-
-
-def test_structural_matrix_is_the_exact_hessian_of_the_penalty(problem):
-    """(S1)-(S2): S is the Hessian of D_n at θ_n, not only its Gauss-Newton matrix (the dropped
-    term vanishes because ∇_a D_n = 0 there). uᵀSv against central second differences of D_n."""
-    theta, u, v = (problem.host[name] for name in ("params", "u", "v"))
-    anchor = host_pre_activations(problem, theta)
-    penalty = lambda point: structural_penalty(problem, point, anchor)  # noqa: E731
-
-    def second_difference(step):   # uᵀ∇²D v + O(step²)
-        return (penalty(theta + step * (u + v)) - penalty(theta + step * (u - v))
-                - penalty(theta - step * (u - v)) + penalty(theta - step * (u + v))) / (4 * step**2)
-
-    # Richardson's extrapolation cancels the step² term: the error is O(step⁴) plus rounding
-    second_difference = (4 * second_difference(1e-4) - second_difference(2e-4)) / 3
-    product = problem.model.structural_damping_product(problem.params, problem.batch, problem.v)
-    u_s_v = float(np.sum(u * host(product)))
-    assert abs(u_s_v - second_difference) <= FD_TOLERANCE * abs(u_s_v)
-    assert abs(penalty(theta)) <= 1e-15 and u_s_v != 0.0
 
 
 def test_padding_leaves_the_gauss_newton_product_unchanged(xp, device):
@@ -173,21 +52,6 @@ def test_padding_past_the_end_of_a_sequence_changes_nothing(xp, device):
                           model.gradient(params, problem.batch)) <= EXACT_TOLERANCE
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_outputs_keep_dtype_and_device(xp, device, dtype):
-    problem = rnn_problem("tanh-softmax-no-biases", xp, device, dtype=dtype)
-    model, params, batch = problem.model, problem.params, problem.batch
-    expected = {"xp": xp, "dtype": problem.dtype, "device": device}
-    cache = model.forward(params, batch.inputs)
-    for result in (cache.net_output, cache.hiddens, model.loss(params, batch),
-                   model.gradient(params, batch),
-                   model.r_forward(params, problem.v, batch.inputs, cache),
-                   model.gauss_newton_product(params, batch, problem.v, cache,
-                                              structural_damping=STRUCTURAL),
-                   model.init(3, xp=xp, dtype=dtype, device=device)):
-        assert_matches(result, **expected)
-
-
 def test_release_initialization(xp, device):
     """The 2011 demo: 15 nonzero incoming weights per unit from N(0, 1/15), W_xh × 0.25, and
     h_0 from N(0, 1/15)."""
@@ -203,32 +67,13 @@ def test_release_initialization(xp, device):
 
 
 def test_bad_input_is_refused(xp, device):
+    """Inputs [T, B, n_in] only (the shared refusals: test_recurrent.py)."""
     problem = rnn_problem("tanh-linear-last-step", xp, device)
     flat_inputs = problem.to_xp(np.zeros((7, 2)))    # [T, B] but float: not character ids
     with pytest.raises(TypeError, match=r"expected inputs of shape \[\*, \*\] of an integer "
                                         r"dtype \(character ids\) or \[\*, \*, 2\] of dtype "
                                         r"\S*float64, got \[7, 2\]"):
         problem.model.forward(problem.params, flat_inputs)
-    wrong_mask = arrayhf.Batch(problem.batch.inputs, problem.batch.targets,
-                               problem.to_xp(np.ones((7, 6))))
-    with pytest.raises(ValueError, match=r"expected mask of shape \[7, 7\], got \[7, 6\]"):
-        problem.model.loss(problem.params, wrong_mask)
-    with pytest.raises(ValueError, match="n_hidden"):
-        arrayhf.RNN(2, 0, 1)
-
-
-def test_same_seed_same_parameters_and_loss_on_another_backend(xp, device):
-    """θ and the loss from one seed on the backend under test and on another (numpy; torch in
-    the numpy session): θ equal, losses to 1e-12."""
-    other = other_backend(xp)
-    assert backend.name_of(other) != backend.name_of(xp)
-    problem = rnn_problem("tanh-softmax-no-biases", xp, device)
-    reference = rnn_problem("tanh-softmax-no-biases", other, None)
-    np.testing.assert_array_equal(host(problem.model.init(4, xp=xp, device=device)),
-                                  host(reference.model.init(4, xp=other)))
-    expected = float(reference.model.loss(reference.params, reference.batch))
-    assert abs(float(problem.model.loss(problem.params, problem.batch)) - expected) \
-        <= 1e-12 * expected
 
 
 @pytest.mark.parametrize("model_class", ["RNN", "MRNN"])
@@ -247,27 +92,6 @@ def test_structural_curvature_follows_the_hidden_nonlinearity(model_class):
         "structural_curvature"] == 0.5
     with pytest.raises(ValueError, match="structural_curvature"):
         build(structural_curvature=-1.0)
-
-
-@pytest.mark.parametrize("model_class", ["RNN", "MRNN"])
-def test_the_fused_damped_product_checks_v_in_every_recurrent_model(xp, device, model_class):
-    """The structural path of gauss_newton_product (models/recurrent.py) checks v like θ: a v of
-    another dtype or length is refused and named, in both models (they once differed)."""
-    if model_class == "RNN":
-        problem = rnn_problem("tanh-linear-last-step", xp, device)
-    else:
-        from problems import mrnn_problem
-        problem = mrnn_problem("paper-ids-softmax-lengths", xp, device)
-    model, params, batch = problem.model, problem.params, problem.batch
-    narrow = backend.from_host(problem.host["v"], xp, dtype="float32", device=device)
-    short = problem.to_xp(problem.host["v"][:-1])
-    for damping in (0.0, STRUCTURAL):
-        with pytest.raises(TypeError, match="v"):
-            model.gauss_newton_product(params, batch, narrow, structural_damping=damping)
-        with pytest.raises(ValueError, match=r"expected v of shape"):
-            model.gauss_newton_product(params, batch, short, structural_damping=damping)
-        with pytest.raises(ValueError, match=r"expected v of shape"):
-            model.structural_damping_product(params, batch, short)
 
 
 def test_recurrent_models_share_output_names_keyword_order_and_description():

@@ -1,6 +1,7 @@
 """Which net a command-line run trains (``--model``), built from the run's settings: the same
 names for the pathological problems (real-valued inputs) and for text (character ids, or one-hot
-rows for the models that take only real inputs).
+rows for the models that take only real inputs). The choices and how each is built are the
+model registry's (arrayhf/models/registry.py).
 
 Host-side code: it only chooses a class and its sizes.
 """
@@ -9,21 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrayhf.models.gru import GRU
-from arrayhf.models.lstm import LSTM
-from arrayhf.models.mrnn import MRNN
-from arrayhf.models.rnn import RNN
+from arrayhf.models import registry
 
 # --model's choices, the first the pathological default (the release's tanh RNN)
-MODELS = ("rnn", "mrnn", "lstm", "gru")
-# the gated models, built with biases always (the LSTM's forget-gate bias starts at 1)
-GATED = {"lstm": LSTM, "gru": GRU}
+MODELS = registry.command_line_names()
+
+
+def _entry(name: str) -> registry.ModelEntry:
+    """The registry entry of a command-line model; ValueError unless ``name`` is one of
+    MODELS."""
+    if name not in MODELS:
+        raise ValueError(f"expected model one of {', '.join(MODELS)}, got {name!r}")
+    return registry.entry(name)
 
 
 def check_model(name: str) -> None:
     """ValueError unless ``name`` is one of MODELS."""
-    if name not in MODELS:
-        raise ValueError(f"expected model one of {', '.join(MODELS)}, got {name!r}")
+    _entry(name)
+
+
+def _build(name: str, net: registry.NetSettings) -> Any:
+    build = _entry(name).build
+    assert build is not None   # MODELS holds only the models that have a builder
+    return build(net)
 
 
 def pathological_model(name: str, n_inputs: int, n_outputs: int, output: str, *, hidden: int,
@@ -31,27 +40,17 @@ def pathological_model(name: str, n_inputs: int, n_outputs: int, output: str, *,
     """The net of a pathological run: tanh hidden units as in the release, ``factors`` (default:
     as many as hidden units) for the MRNN; ``biases`` applies to the RNN and the MRNN (a gated
     model always has its biases)."""
-    check_model(name)
-    if name in GATED:
-        return GATED[name](n_inputs, hidden, n_outputs, output=output)
-    if name == "mrnn":
-        return MRNN(n_inputs, hidden, factors or hidden, n_outputs, hidden="tanh",
-                    output=output, biases=biases)
-    return RNN(n_inputs, hidden, n_outputs, hidden="tanh", output=output, biases=biases)
+    return _build(name, registry.NetSettings(n_inputs, n_outputs, output, hidden, factors,
+                                             biases))
 
 
 def text_model(name: str, vocabulary_size: int, *, hidden: int, factors: int) -> Any:
-    """The net of a character-level text run (softmax over the vocabulary)."""
-    check_model(name)
-    if name in GATED:
-        return GATED[name](vocabulary_size, hidden, vocabulary_size, output="softmax")
-    if name == "mrnn":
-        return MRNN(vocabulary_size, hidden, factors, vocabulary_size, output="softmax")
-    return RNN(vocabulary_size, hidden, vocabulary_size, output="softmax")
+    """The net of a character-level text run (softmax over the vocabulary, biases)."""
+    return _build(name, registry.NetSettings(vocabulary_size, vocabulary_size, "softmax", hidden,
+                                             factors, biases=True))
 
 
 def takes_ids(name: str) -> bool:
     """Whether the model reads character ids as they are (a row gather); the others need
     one-hot rows."""
-    check_model(name)
-    return name != "rnn"
+    return _entry(name).takes_ids

@@ -88,12 +88,17 @@ def add_training_options(parser: argparse.ArgumentParser,
         add_option(parser, flag, what, default=shown[flag[2:].replace("-", "_")])
     parser.add_argument("--run-dir", dest="run_dir", type=values.non_empty,
                         help=f"where the logs and checkpoints go (default {run_dir})")
-    parser.add_argument("--verbose", action="store_true",
-                        help="print each iteration's full record, as in the results file "
-                             "(default: a short line)")
+    add_verbose_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="start over when the run directory already holds a run, removing "
                              "that run's files (default: refuse)")
+
+
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: the terminal shows each iteration's full record (training and resume)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="print each iteration's full record, as in the results file "
+                             "(default: a short line)")
 
 
 def settings_from(args: argparse.Namespace, settings_class: type[Settings],

@@ -16,7 +16,7 @@ from arrayhf.hf.optimizer import HF
 # The demo on a laptop: T = 20 and 300 sequences a batch (10 batches for the gradient, fresh every
 # iteration; curvature on one), stopped at MS11's success criterion (< 1% of test sequences wrong).
 # Measured: solved at HF iteration 47 in about a minute on a 2-core CPU (README, "What `arrayhf
-# demo` prints"; `python bench/readme_figures.py demo` reruns it).
+# demo` prints"; `python -m bench.tools.readme_figures demo` reruns it).
 DEMO_CPU = {"T": 20, "batch_size": 300, "train_batches": 10, "test_batches": 10,
             "threshold": 0.01}
 
@@ -25,7 +25,8 @@ DEMO_CPU = {"T": 20, "batch_size": 300, "train_batches": 10, "test_batches": 10,
 # and MS11's 10,000 gradient sequences as 100 of them. With the release's 10 × 1,000 at a CPU's
 # batch of 100, i.e. 1,000 gradient sequences, T = 100 fails: each step fits that iteration's
 # draw, the loss on fresh data rises from iteration 2 and the spectral radius of W_hh climbs
-# from 1.02 to 1.7 (bench/README.md, "Long range"; `python bench/long_range.py diagnose`).
+# from 1.02 to 1.7 (bench/README.md, "Long range";
+# `python -m bench.experiments.long_range diagnose`).
 # Backtracking and the line search are judged on 10 of the 100 batches (1,000 sequences): the
 # same progress as on all 100 in a measured run, at half the time an iteration. float32, as the
 # release on its GPU: an iteration takes half the time of float64's on numpy here, and it solves
@@ -137,8 +138,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def train_settings(args: argparse.Namespace) -> runs.RunSettings:
-    """The settings ``arrayhf train`` makes of its command line (bench/long_range.py builds its
-    runs with them)."""
+    """The settings ``arrayhf train`` makes of its command line
+    (bench/experiments/long_range.py builds its runs with them)."""
     return _settings(args, T=30)
 
 
@@ -233,9 +234,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        "when it is lowered)", default="the run's")
     options.add_option(resume_parser, "--save-every", "checkpoint every this many iterations",
                        default="the run's")
-    resume_parser.add_argument("--verbose", action="store_true",
-                               help="print each iteration's full record, as in the results file "
-                                    "(default: a short line)")
+    options.add_verbose_option(resume_parser)
     resume_parser.add_argument("--force", action="store_true",
                                help="resume even if run.json differs from the checkpoint's "
                                     "settings (default: refuse)")

@@ -46,9 +46,14 @@ ADDED_LATER = {"model": "rnn", "factors": None, "backtracking": "martens",
 
 @dataclass
 class _SavedSettings:
-    """What both settings records share: JSON form, an atomic run.json, and the part of the
-    settings that a resume must find unchanged. A dataclass without fields of its own, so that
-    ``dataclasses.asdict(self)`` is typed for the records that subclass it."""
+    """What both settings records share: the seed of the weights and the data, where the run
+    computes (backend, device, float dtype), their JSON form, an atomic run.json, and the part
+    of the settings that a resume must find unchanged."""
+
+    seed: int = 0
+    backend: str = "numpy"
+    device: str | None = None
+    dtype: str = "float64"
 
     def to_json(self) -> dict:
         """The settings as a JSON-ready dict."""
@@ -83,11 +88,7 @@ class RunSettings(_SavedSettings):
     batch_size: int = 1000
     train_batches: int = 10
     test_batches: int = 10
-    seed: int = 0
     iterations: int = 1000
-    backend: str = "numpy"
-    device: str | None = None
-    dtype: str = "float64"
     damping: float | None = None          # None: 0.01 × outputs (the release's demo)
     mu: float = 0.03                      # structural damping λμ = λ·mu
     max_cg: int = 300
@@ -167,11 +168,7 @@ class TextRunSettings(_SavedSettings):
     train_batches: int = 10
     test_batches: int = 2
     warmup: int = 10
-    seed: int = 0
     iterations: int = 20
-    backend: str = "numpy"
-    device: str | None = None
-    dtype: str = "float64"
     damping: float = 1.0
     mu: float = 0.1                      # SMH11's structural damping μ
     max_cg: int = 100

@@ -5,16 +5,19 @@ Feedforward data is ``[batch, features]`` with mask ``[batch]``; sequences are t
 which do not (0): sequences of different lengths share one array, and a problem whose answer comes
 only at the last step masks every other step. ``mask=None`` means every output counts.
 
-Also what the generated data sets (pathological problems, text) check alike: their counts, their
-seed, and their batch ids (an int for training, ``("test", i)`` for testing).
+Also what a batch's values must be where they enter HF (``check_batch_values``: finite, a mask
+>= 0 that counts some output), and what the generated data sets (pathological problems, text) check
+alike: their counts, their seed, and their batch ids (an int for training, ``("test", i)`` for
+testing).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
-from arrayhf._validate import is_integer
+from arrayhf._validate import check_finite, is_integer
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,23 @@ class Batch:
         """The number of cases (rows, or sequences): the batch axis, second to last of the
         targets (inputs may be integer ids without a feature axis)."""
         return int(self.targets.shape[-2])
+
+
+def check_batch_values(xp: Any, name: str, batch: Batch) -> None:
+    """A Batch's floating inputs, targets and mask are finite, its mask is not negative and
+    counts at least one output: what makes its mean loss defined and G positive semi-definite."""
+    check_finite(xp, f"{name}.inputs", batch.inputs)
+    check_finite(xp, f"{name}.targets", batch.targets)
+    if batch.mask is not None:
+        check_finite(xp, f"{name}.mask", batch.mask)
+        weights = xp.astype(batch.mask, xp.float64 if batch.mask.dtype == xp.float64
+                            else xp.float32)
+        if bool(xp.any(weights < 0)):
+            raise ValueError(f"expected {name}.mask >= 0 (a weight per output), got negative "
+                             "entries")
+        if not float(xp.sum(weights)) > 0:
+            raise ValueError(f"expected {name}.mask to count at least one output, got a mask "
+                             "that is zero everywhere: the mean loss is undefined")
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -60,14 +80,22 @@ def batch_key(batch_id: Any, train: dict, test: dict) -> int | tuple:
 
 
 class FreshTrainingBatches:
-    """The ``batch`` and ``forget`` of a data set that keeps its batches in ``_train`` (ids 0, 1,
-    …) and ``_test`` (ids ``("test", i)``), and draws fresh training batches with
-    ``_draw_training()``: the part of the data-set protocol Pathological and Text share."""
+    """The ``batch``, ``forget``, ``get_state`` and ``set_state`` of a data set that keeps its
+    batches in ``_train`` (ids 0, 1, …) and ``_test`` (ids ``("test", i)``), draws fresh
+    training batches with ``_draw_training()`` from the host generator ``_train_rng`` (keeping
+    its state from before the draw in ``_train_rng_state``), and describes what shapes its
+    batches with ``_settings()``: the part of the data-set protocol Pathological and Text
+    share."""
 
     _train: dict
     _test: dict
+    _train_rng: Any
+    _train_rng_state: dict
 
     def _draw_training(self) -> None:
+        raise NotImplementedError
+
+    def _settings(self) -> dict:
         raise NotImplementedError
 
     def batch(self, batch_id: Any) -> Batch:
@@ -78,4 +106,26 @@ class FreshTrainingBatches:
 
     def forget(self) -> None:
         """Replace the training batches with fresh ones; the test set stays as it is."""
+        self._draw_training()
+
+    # -- exact resumes ---------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """A JSON-ready state: the settings that shape the batches (``_settings()``) and the
+        training generator's state from before the current training batches were drawn."""
+        return {**self._settings(), "train_rng_state": copy.deepcopy(self._train_rng_state)}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s state: the training batches become those of that moment,
+        and later ``forget()`` calls draw what they drew then. ValueError, naming the settings
+        that differ, for the state of a data set with other settings."""
+        settings = self._settings()
+        saved = {key: state.get(key) for key in settings}
+        if saved != settings:
+            differing = sorted(key for key in settings if saved[key] != settings[key])
+            shown = {key: (saved[key], settings[key]) for key in differing
+                     if not isinstance(settings[key], (list, dict))}
+            raise ValueError(f"expected a state of a data set with settings like this one's, "
+                             f"got one that differs in {', '.join(differing)} (saved, current): "
+                             f"{shown}")
+        self._train_rng.bit_generator.state = copy.deepcopy(state["train_rng_state"])
         self._draw_training()

@@ -165,21 +165,6 @@ class Pathological(FreshTrainingBatches):
         return {"problem": self.problem, "T": self.T, "batch_size": self.batch_size,
                 "n_train_batches": len(self.train_batches), "seed": self.seed}
 
-    def get_state(self) -> dict:
-        """A JSON-ready state: the settings that shape the draws and the training generator's
-        state from before the current training batches were drawn."""
-        return {**self._settings(), "train_rng_state": copy.deepcopy(self._train_rng_state)}
-
-    def set_state(self, state: dict) -> None:
-        """Restore :meth:`get_state`'s state: the training batches become those of that moment,
-        and later ``forget()`` calls draw what they drew then."""
-        saved = {key: state.get(key) for key in self._settings()}
-        if saved != self._settings():
-            raise ValueError(f"expected a state of a data set with settings {self._settings()}, "
-                             f"got one with {saved}")
-        self._train_rng.bit_generator.state = copy.deepcopy(state["train_rng_state"])
-        self._draw_training()
-
     def __repr__(self) -> str:
         return (f"Pathological({self.problem!r}, T={self.T}, batch_size={self.batch_size}, "
                 f"n_train_batches={len(self.train_batches)}, "

@@ -250,26 +250,6 @@ class Text(FreshTrainingBatches):
                 "held_out": self.held_out, "seed": self.seed, "n_characters": len(self.text),
                 "text_sha256": self._text_sha256, "vocabulary": self.vocabulary.to_json()}
 
-    def get_state(self) -> dict:
-        """A JSON-ready state: the settings that shape the batches (the text's SHA-256 and the
-        vocabulary among them) and the training generator's state from before the current
-        training batches were drawn."""
-        return {**self._settings(), "train_rng_state": copy.deepcopy(self._train_rng_state)}
-
-    def set_state(self, state: dict) -> None:
-        """Restore :meth:`get_state`'s state: the training batches become those of that moment,
-        and later ``forget()`` calls draw what they drew then."""
-        settings = self._settings()
-        saved = {key: state.get(key) for key in settings}
-        if saved != settings:
-            differing = sorted(key for key in settings if saved[key] != settings[key])
-            shown = {key: (saved[key], settings[key]) for key in differing
-                     if key != "vocabulary"}
-            raise ValueError(f"expected a state of this text data set, got one that differs in "
-                             f"{', '.join(differing)} (saved, current): {shown}")
-        self._train_rng.bit_generator.state = copy.deepcopy(state["train_rng_state"])
-        self._draw_training()
-
     def __repr__(self) -> str:
         return (f"Text({len(self.text)} characters, vocabulary size {self.vocabulary.size}, "
                 f"T={self.T}, batch_size={self.batch_size}, "

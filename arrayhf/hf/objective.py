@@ -18,8 +18,8 @@ import math
 from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from arrayhf._validate import check_batch_values
 from arrayhf.curvature import curvature_operator
+from arrayhf.data.batch import check_batch_values
 from arrayhf.distributed import SingleProcess
 
 if TYPE_CHECKING:

@@ -1,11 +1,13 @@
-"""The run state of HF: what a checkpoint saves, what a resume checks and restores.
+"""The run state of HF (``HFState``): what one iteration hands the next, what a checkpoint saves,
+what a resume checks and reads back.
 
-A run's checkpoint (``run_dir/checkpoint.npz``, written by arrayhf/checkpoint.py) holds θ and the
-last CG solution as host arrays, and a JSON description: the counters, λ, the data set's state,
-the settings (``HFConfig.to_json``), the model's ``config()`` and the caller's ``run_info``. A
-resume refuses a checkpoint whose settings, model or run description differ from the optimizer's
-(unless forced), checks every saved value before any of the optimizer's state is replaced, and
-moves the arrays onto the optimizer's backend, dtype and device.
+``HFState`` is frozen: hf/step.py's ``hf_step`` takes one and returns the next, and ``HF`` holds
+the latest. A run's checkpoint (``run_dir/checkpoint.npz``, written by arrayhf/checkpoint.py) is
+the state written out: θ and the last CG solution as host arrays, and a JSON description: the
+counters, λ, the data set's state, and beside them the settings (``HFConfig.to_json``), the
+model's ``config()`` and the caller's ``run_info``. A resume refuses a checkpoint whose settings,
+model or run description differ from the optimizer's (unless forced), checks every saved value
+before it hands back a state, and moves the arrays onto the optimizer's backend, dtype and device.
 
 On several processes the state is the same on every process (so any number of processes resumes
 it, :data:`AGREED` checks it every iteration); rank 0 alone writes it, every process reads it.
@@ -13,6 +15,7 @@ it, :data:`AGREED` checks it every iteration); rank 0 alone writes it, every pro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -28,9 +31,9 @@ from arrayhf.hf.settings import acting_settings
 
 if TYPE_CHECKING:
     from arrayhf.distributed import Communicator
-    from arrayhf.hf.optimizer import HF
     from arrayhf.hf.runlog import RunLog
-    from arrayhf.protocols import HFDataset
+    from arrayhf.hf.settings import HFConfig
+    from arrayhf.protocols import HFDataset, HFModel
 
 STATE_ARRAYS = ("params", "cg_warm_start")
 # the record's values every process must hold alike after an iteration (the same iterate)
@@ -38,15 +41,23 @@ AGREED = ("objective", "theta_norm", "next_damping", "cg_steps", "chosen_iterate
           "line_search_step")
 
 
-@dataclass
-class RunState:
-    """The state of the last completed iteration that a checkpoint restores."""
+@dataclass(frozen=True, eq=False)
+class HFState:
+    """Everything one HF iteration hands the next, and everything a checkpoint holds of a run
+    besides its description: after ``iteration`` completed iterations (0: none yet)."""
 
-    params: Any               # θ
-    cg_warm_start: Any        # the last CG iterate x^prev (H2), or None
-    damping: float            # λ for the next iteration
-    iteration: int
-    cg_total: int
+    params: Any                # θ
+    cg_warm_start: Any         # the last CG solution x^prev (H2), or None before the first
+    damping: float             # λ for the next iteration
+    iteration: int = 0         # completed HF iterations
+    cg_total: int = 0          # CG steps in all
+    dataset_state: Any = None  # the data set's get_state() after the iteration (JSON), or None
+
+
+def dataset_state_of(dataset: HFDataset) -> Any:
+    """The data set's state (``get_state()``), or None for a data set that keeps none."""
+    getter = getattr(dataset, "get_state", None)
+    return None if getter is None else getter()
 
 
 def checkpoint_path(run_dir: str | os.PathLike) -> pathlib.Path:
@@ -78,25 +89,26 @@ def refuse_existing_run(run_dir: str | os.PathLike, communicator: Communicator) 
 SETTINGS_VERSION = 2
 
 
-def arrays_and_meta(optimizer: HF) -> tuple[dict, dict]:
-    """(host arrays, JSON description) of the optimizer's last completed iteration."""
-    arrays = {"params": backend.to_numpy(optimizer.params)}
-    if optimizer.cg_warm_start is not None:
-        arrays["cg_warm_start"] = backend.to_numpy(optimizer.cg_warm_start)
-    model = optimizer.model
+def arrays_and_meta(state: HFState, *, seed: int, config: HFConfig, model: HFModel,
+                    run_info: dict | None, processes: int) -> tuple[dict, dict]:
+    """(host arrays, JSON description) of ``state``: what a checkpoint holds, with the run's
+    seed, settings, model description, ``run_info`` and its number of processes."""
+    arrays = {"params": backend.to_numpy(state.params)}
+    if state.cg_warm_start is not None:
+        arrays["cg_warm_start"] = backend.to_numpy(state.cg_warm_start)
     meta = {
         "kind": "hf_run",
-        "iteration": optimizer.iteration,
-        "damping": optimizer.damping,
-        "cg_total": optimizer.cg_total,
-        "seed": optimizer.seed,
-        "dataset_state": optimizer._dataset_state,
-        "config": optimizer.config.to_json(),
+        "iteration": state.iteration,
+        "damping": state.damping,
+        "cg_total": state.cg_total,
+        "seed": seed,
+        "dataset_state": state.dataset_state,
+        "config": config.to_json(),
         "settings_version": SETTINGS_VERSION,
         "model": model.config() if hasattr(model, "config") else None,
-        "dtype": str(optimizer.params.dtype).split(".")[-1],
-        "run_info": optimizer.run_info,
-        "processes": optimizer.communicator.world_size,   # for the record: a resume takes any
+        "dtype": str(state.params.dtype).split(".")[-1],
+        "run_info": run_info,
+        "processes": processes,   # for the record: a resume takes any
     }
     return arrays, meta
 
@@ -112,12 +124,11 @@ def saved_settings(meta: dict) -> dict:
     return acting_settings(saved)
 
 
-def refuse_other_settings(meta: dict, optimizer: HF, *, force: bool) -> None:
+def refuse_other_settings(meta: dict, *, config: HFConfig, model: HFModel,
+                          run_info: dict | None, force: bool) -> None:
     """ValueError naming every difference between the checkpoint's settings, model and run
-    description and the optimizer's, unless ``force``."""
-    differences = _differences(saved_settings(meta),
-                               acting_settings(optimizer.config.to_json()), "config")
-    model, run_info = optimizer.model, optimizer.run_info
+    description and the given ones, unless ``force``."""
+    differences = _differences(saved_settings(meta), acting_settings(config.to_json()), "config")
     if hasattr(model, "config"):
         differences += _differences(meta.get("model") or {}, model.config(), "model")
     if run_info is not None or meta.get("run_info") is not None:
@@ -128,26 +139,30 @@ def refuse_other_settings(meta: dict, optimizer: HF, *, force: bool) -> None:
                          + " (force=True, or 'arrayhf resume --force', resumes anyway)")
 
 
-def read_checked(optimizer: HF, run_dir: pathlib.Path, *, force: bool) -> RunState:
-    """The latest loadable checkpoint of ``run_dir`` as a RunState on the optimizer's backend,
-    after every check (settings, model, arrays, the data set's state, which it restores); a
-    damaged latest checkpoint read past is moved aside, so that the next save keeps the good one
-    that was read instead of rotating the damaged one over it (by rank 0 alone)."""
+def read_checked(run_dir: pathlib.Path, *, config: HFConfig, model: HFModel,
+                 run_info: dict | None, like: Any, dataset: HFDataset, log: RunLog, rank: int,
+                 force: bool) -> HFState:
+    """The state of the latest loadable checkpoint of ``run_dir``, its arrays on the backend,
+    dtype and device of ``like`` (the optimizer's θ), after every check (settings, model and run
+    description against the given ones, arrays); restores the data set's saved state, whose
+    ``get_state()`` the state then holds. A damaged latest checkpoint read past is moved aside
+    (by rank 0 alone), so that the next save keeps the good one that was read instead of rotating
+    the damaged one over it."""
     latest = checkpoint_path(run_dir)
     arrays, meta, used = checkpoint.read_latest(latest)
-    refuse_other_settings(meta, optimizer, force=force)
-    saved = read_state(arrays, meta, run_dir, n_params=optimizer.model.n_params,
-                       like=optimizer.params)
-    restore_dataset_state(optimizer.dataset, meta, force=force, log=optimizer.log)
-    if used != latest and latest.exists() and optimizer.communicator.rank == 0:
+    refuse_other_settings(meta, config=config, model=model, run_info=run_info, force=force)
+    saved = read_state(arrays, meta, run_dir, n_params=model.n_params, like=like)
+    restore_dataset_state(dataset, meta, force=force, log=log)
+    if used != latest and latest.exists() and rank == 0:
         checkpoint.set_aside(latest)
-    return saved
+    return dataclasses.replace(saved, dataset_state=dataset_state_of(dataset))
 
 
 def read_state(arrays: dict, meta: dict, run_dir: str | os.PathLike, *, n_params: int,
-               like: Any) -> RunState:
+               like: Any) -> HFState:
     """The checkpoint's state, its arrays on the backend, dtype and device of ``like`` (the
-    optimizer's θ); CheckpointError when anything is missing or malformed."""
+    optimizer's θ), without the data set's state; CheckpointError when anything is missing or
+    malformed."""
     for name in STATE_ARRAYS:
         if name in arrays and arrays[name].shape != (n_params,):
             raise checkpoint.CheckpointError(
@@ -175,8 +190,8 @@ def read_state(arrays: dict, meta: dict, run_dir: str | os.PathLike, *, n_params
             check_finite(xp, f"the checkpoint's {name}", array)
         except ValueError as error:
             raise checkpoint.CheckpointError(f"checkpoint in {run_dir}: {error}") from error
-    return RunState(params=moved["params"], cg_warm_start=moved.get("cg_warm_start"),
-                    damping=damping, iteration=iteration, cg_total=cg_total)
+    return HFState(params=moved["params"], cg_warm_start=moved.get("cg_warm_start"),
+                   damping=damping, iteration=iteration, cg_total=cg_total)
 
 
 def restore_dataset_state(dataset: HFDataset, meta: dict, *, force: bool, log: RunLog) -> None:
@@ -191,26 +206,6 @@ def restore_dataset_state(dataset: HFDataset, meta: dict, *, force: bool, log: R
             raise
         log.message(f"forced resume: the data set's state was not restored ({error}); it goes "
                     f"on from its own seed")
-
-
-def restore(optimizer: HF, run_dir: str | os.PathLike | None, *, force: bool) -> None:
-    """Load the latest checkpoint of ``run_dir`` (default: the optimizer's) into ``optimizer``
-    (HF.resume): every check first, then the state, the data set's state and the logs."""
-    run_dir = pathlib.Path(run_dir) if run_dir is not None else optimizer.run_dir
-    if run_dir is None:
-        raise ValueError("resume needs a run_dir")
-    saved = read_checked(optimizer, run_dir, force=force)
-    # every check passed: only now is the optimizer's state replaced
-    optimizer.params, optimizer.cg_warm_start = saved.params, saved.cg_warm_start
-    optimizer.damping, optimizer.iteration = saved.damping, saved.iteration
-    optimizer.cg_total = saved.cg_total
-    optimizer._dataset_state = optimizer._get_dataset_state()
-    optimizer.batch_objective.new_data()
-    if optimizer.run_dir is None:
-        optimizer.run_dir = run_dir
-        optimizer.log = optimizer._run_log(run_dir)
-    optimizer.history = optimizer.log.resume(optimizer.iteration)
-    optimizer._resumed = True
 
 
 def _differences(saved, current: dict, label: str) -> list[str]:

@@ -99,9 +99,9 @@ class FNN(Model):
              scheme: str = "sparse", scale: float = 1.0, n_nonzero: int = 15) -> Any:
         """Initial θ drawn on the host from ``seed`` and moved to ``xp`` / ``dtype`` / ``device``.
 
-        ``scheme="sparse"`` (Martens 2010): each unit gets ``n_nonzero`` nonzero incoming weights
-        from N(0, scale²), the scale halved for tanh units, whose biases start at 0.5 (other
-        biases 0). ``scheme="dense"``: weights N(0, scale²/fan_in), biases 0.
+        ``scheme="sparse"`` (Martens 2010): each unit gets min(``n_nonzero``, fan-in) nonzero
+        incoming weights from N(0, scale²), the scale halved for tanh units, whose biases start
+        at 0.5 (other biases 0). ``scheme="dense"``: weights N(0, scale²/fan_in), biases 0.
         """
         if scheme not in ("sparse", "dense"):
             raise ValueError(f"expected scheme 'sparse' or 'dense', got {scheme!r}")

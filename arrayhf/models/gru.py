@@ -128,8 +128,8 @@ class GRU(RecurrentModel):
         """Initial θ drawn on the host from ``seed``, block by block in layout order.
 
         W_x, W_h, b_x, b_h uniform on [−scale, scale], scale = 1/√n_h by default (torch.nn.GRU's
-        ``reset_parameters``); W_hy as the RNN's release scheme (``n_nonzero`` nonzero incoming
-        weights per output unit from N(0, 1/15)); b_y and h_0 zero (torch's default state).
+        ``reset_parameters``); W_hy as the RNN's release scheme (min(``n_nonzero``, n_h) nonzero
+        incoming weights per output unit from N(0, 1/15)); b_y and h_0 zero (torch's default).
         """
         if scale is None:
             scale = 1.0 / math.sqrt(self.n_hidden)

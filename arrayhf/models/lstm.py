@@ -225,7 +225,7 @@ class LSTM(RecurrentModel):
                          + r_hidden @ blocks["W_h"])
                 if self.biases:
                     r_pre = r_pre + directions["b"]
-                r_terms = coefficients * r_pre                              # (LS8) D_t ⊙ R{a_t}
+                r_terms = coefficients * r_pre  # D_t ⊙ R{a_t}: (LS8) × its factors in (LS9), (LS10)
                 r_cell = (r_terms[:, :n] + r_terms[:, n:2 * n] + r_terms[:, 2 * n:3 * n]
                           + gates[:, n:2 * n] * r_cell)                          # (LS9) R{c_t}
                 r_hidden = r_terms[:, 3 * n:] + cell_slope * r_cell              # (LS10) R{h_t}

@@ -137,11 +137,11 @@ class MRNN(RecurrentModel):
              scheme: str = "sparse", scale: float | None = None, n_nonzero: int = 15) -> Any:
         """Initial θ drawn on the host from ``seed``, block by block in layout order.
 
-        ``scheme="sparse"`` (default): every factor, hidden and output unit gets ``n_nonzero``
-        (15) nonzero incoming weights from each weight block, from N(0, scale²) with scale 1/√15
-        (the 2011 release's ``sparsify_strict`` with the demo's scale), and ``h_0`` (and, for the
-        release variant, ``f_bias``) from N(0, scale²), as the release draws every block;
-        b_h and b_y zero. ``"dense"``: N(0, scale²/fan_in) weights (scale 1), h_0, f_bias and
+        ``scheme="sparse"`` (default): every factor, hidden and output unit gets min(``n_nonzero``
+        (15), the block's fan-in) nonzero incoming weights from each weight block, from N(0, scale²)
+        with scale 1/√15 (the 2011 release's ``sparsify_strict`` with the demo's scale), and ``h_0``
+        (and, for the release variant, ``f_bias``) from N(0, scale²), as the release draws every
+        block; b_h and b_y zero. ``"dense"``: N(0, scale²/fan_in) weights (scale 1), h_0, f_bias and
         biases zero. (SMH11 start from small random weights; the sparse scheme is the release's
         choice, derivations/mrnn.md, "Initialization".)
         """

@@ -108,9 +108,9 @@ class RNN(RecurrentModel):
              input_scale: float = 0.25) -> Any:
         """Initial θ drawn on the host from ``seed``.
 
-        ``scheme="release"`` (the 2011 demo): every unit gets ``n_nonzero`` nonzero incoming
-        weights from N(0, scale²) with scale 1/√15, then W_xh × ``input_scale`` (0.25); h_0 from
-        N(0, scale²); biases zero. ``"sparse"``: the same weights with scale 1 and no input
+        ``scheme="release"`` (the 2011 demo): every unit gets min(``n_nonzero``, fan-in) nonzero
+        incoming weights from N(0, scale²) with scale 1/√15, then W_xh × ``input_scale`` (0.25);
+        h_0 from N(0, scale²); biases zero. ``"sparse"``: the same weights with scale 1 and no input
         scaling (Martens), h_0 and biases zero. ``"dense"``: N(0, scale²/fan_in) weights (scale
         1), h_0 and biases zero.
         """

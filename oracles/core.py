@@ -1,5 +1,6 @@
 """The autodiff oracle: the same networks and losses written directly in torch, differentiated by
-torch.func in float64. Used only by the tests (and benchmarks), never by the library.
+torch.func in float64. Used only by the tests and the benchmarks, never by the library; the
+recurrent oracles share the block layout, the output layer and the structural product below.
 
 Nothing here calls arrayhf's passes: the forward pass and the losses are written again from their
 definitions (torch's own log_softmax, binary_cross_entropy_with_logits), so agreement to 1e-10 is
@@ -7,6 +8,8 @@ evidence that the hand-derived passes are right, not that a routine agrees with 
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import torch
@@ -90,74 +93,105 @@ def cut_blocks(params, shapes):
     return blocks
 
 
-def rnn_blocks(config, params):
-    """The RNN's blocks from its flat vector, in the layout order W_xh, W_hh, [b_h], W_hy, [b_y],
-    h_0."""
-    n_in, n_h, n_out = config["n_inputs"], config["n_hidden"], config["n_outputs"]
-    shapes = [("W_xh", (n_in, n_h)), ("W_hh", (n_h, n_h))]
+def recurrent_blocks(config, params, cell_shapes, cell_biases, states=("h_0",)):
+    """The blocks of a recurrent model's flat vector, in the layout every recurrent model uses:
+    the cell's weights ``cell_shapes``, [its biases ``cell_biases``], W_hy, [b_y], then the
+    initial ``states`` of n_h values each (biases only where ``config["biases"]``)."""
+    n_h, n_out = config["n_hidden"], config["n_outputs"]
+    shapes = list(cell_shapes)
     if config["biases"]:
-        shapes.append(("b_h", (n_h,)))
+        shapes += cell_biases
     shapes.append(("W_hy", (n_h, n_out)))
     if config["biases"]:
         shapes.append(("b_y", (n_out,)))
-    shapes.append(("h_0", (n_h,)))
+    shapes += [(name, (n_h,)) for name in states]
     return cut_blocks(params, shapes)
 
 
-def rnn_pre_activations_and_net_output(config, params, inputs):
-    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition."""
-    blocks = rnn_blocks(config, params)
-    activation = _ACTIVATIONS[config["hidden"]]
-    hidden = blocks["h_0"].expand(inputs.shape[1], -1)
-    pres, hiddens = [], []
-    for step in range(inputs.shape[0]):
-        pre = inputs[step] @ blocks["W_xh"] + hidden @ blocks["W_hh"]
-        if config["biases"]:
-            pre = pre + blocks["b_h"]
-        hidden = activation(pre)
-        pres.append(pre)
-        hiddens.append(hidden)
+def stacked_and_net_output(config, blocks, pres, hiddens):
+    """(the pre-activations stacked over time, z = h W_hy [+ b_y] of every step)."""
     z = torch.stack(hiddens) @ blocks["W_hy"]
     if config["biases"]:
         z = z + blocks["b_y"]
     return torch.stack(pres), z
 
 
-def rnn_net_output(config, params, inputs):
-    return rnn_pre_activations_and_net_output(config, params, inputs)[1]
+def slope(function, pre):
+    """f'(a) elementwise, by torch's own derivative of f."""
+    return jvp(function, (pre,), (torch.ones_like(pre),))[1]
 
 
-def rnn_structural_product(config, params, inputs, v, count):
-    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func, f' from torch's own derivative of f."""
-    def pre_fn(p):
-        return rnn_pre_activations_and_net_output(config, p, inputs)[0]
+def structural_product(pre_activations, curvatures, params, v, count):
+    """S v = J_aᵀ (Κ ⊙ J_a v) / N by torch.func: ``pre_activations(θ)`` gives a, and
+    ``curvatures(a)`` Κ's diagonal at a."""
+    pre, jacobian_v = jvp(pre_activations, (params,), (v,))
+    _, pullback = vjp(pre_activations, params)
+    return pullback(curvatures(pre) * jacobian_v / count)[0]
 
-    pre, jacobian_v = jvp(pre_fn, (params,), (v,))
+
+def rnn_blocks(config, params):
+    """The RNN's blocks from its flat vector, in the layout order W_xh, W_hh, [b_h], W_hy, [b_y],
+    h_0."""
+    n_in, n_h = config["n_inputs"], config["n_hidden"]
+    return recurrent_blocks(config, params, [("W_xh", (n_in, n_h)), ("W_hh", (n_h, n_h))],
+                            [("b_h", (n_h,))])
+
+
+def unit_recurrence(config, blocks, x, pre_activation):
+    """(a [T, B, n_h], z [T, B, n_out]) of h_t = f(a_t), a_t = pre_activation(x_t, h_{t−1})
+    [+ b_h], from h_0: the recurrence of the RNN and the MRNN, f = config["hidden"]."""
     activation = _ACTIVATIONS[config["hidden"]]
-    slope = jvp(activation, (pre,), (torch.ones_like(pre),))[1]
-    _, pullback = vjp(pre_fn, params)
-    return pullback(config["structural_curvature"] * slope * jacobian_v / count)[0]
+    hidden = blocks["h_0"].expand(x.shape[1], -1)
+    pres, hiddens = [], []
+    for step in range(x.shape[0]):
+        pre = pre_activation(x[step], hidden)
+        if config["biases"]:
+            pre = pre + blocks["b_h"]
+        hidden = activation(pre)
+        pres.append(pre)
+        hiddens.append(hidden)
+    return stacked_and_net_output(config, blocks, pres, hiddens)
+
+
+def net_output_of(pre_activations_and_net_output, config, params, inputs):
+    """z alone of a model's ``pre_activations_and_net_output(config, θ, x) -> (a, z)``."""
+    return pre_activations_and_net_output(config, params, inputs)[1]
+
+
+def unit_structural_product(pre_activations_and_net_output, config, params, inputs, v, count):
+    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N by torch.func for the hidden pre-activations a of the RNN
+    or the MRNN (``pre_activations_and_net_output(config, θ, x) -> (a, z)``), f' from torch's own
+    derivative of f."""
+    activation = _ACTIVATIONS[config["hidden"]]
+    return structural_product(
+        lambda p: pre_activations_and_net_output(config, p, inputs)[0],
+        lambda pre: config["structural_curvature"] * slope(activation, pre), params, v, count)
+
+
+def rnn_pre_activations_and_net_output(config, params, inputs):
+    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition."""
+    blocks = rnn_blocks(config, params)
+    return unit_recurrence(config, blocks, inputs,
+                           lambda x_t, hidden: x_t @ blocks["W_xh"] + hidden @ blocks["W_hh"])
+
+
+# rnn_net_output(config, θ, x) -> z; rnn_structural_product(config, θ, x, v, N) -> S v
+rnn_net_output = partial(net_output_of, rnn_pre_activations_and_net_output)
+rnn_structural_product = partial(unit_structural_product, rnn_pre_activations_and_net_output)
 
 
 # -- multiplicative RNN ---------------------------------------------------------------------
 def mrnn_blocks(config, params):
     """The MRNN's blocks from its flat vector. paper: W_fx, W_fh, W_hf, W_hx; release: W_vf,
     f_bias, W_hf, W_fh, W_vh; then [b_h], W_hy, [b_y], h_0."""
-    n_in, n_h = config["n_inputs"], config["n_hidden"]
-    n_f, n_out = config["n_factors"], config["n_outputs"]
+    n_in, n_h, n_f = config["n_inputs"], config["n_hidden"], config["n_factors"]
     if config["variant"] == "paper":
         shapes = [("W_fx", (n_in, n_f)), ("W_fh", (n_h, n_f)), ("W_hf", (n_f, n_h)),
                   ("W_hx", (n_in, n_h))]
     else:
         shapes = [("W_vf", (n_in, n_f)), ("f_bias", (n_f,)), ("W_hf", (n_h, n_f)),
                   ("W_fh", (n_f, n_h)), ("W_vh", (n_in, n_h))]
-    if config["biases"]:
-        shapes.append(("b_h", (n_h,)))
-    shapes.append(("W_hy", (n_h, n_out)))
-    if config["biases"]:
-        shapes.append(("b_y", (n_out,)))
-    shapes.append(("h_0", (n_h,)))
-    return cut_blocks(params, shapes)
+    return recurrent_blocks(config, params, shapes, [("b_h", (n_h,))])
 
 
 def dense_inputs(config, inputs):
@@ -171,43 +205,23 @@ def mrnn_pre_activations_and_net_output(config, params, inputs):
     """(a [T, B, n_h], z [T, B, n_out]) of the MRNN, written from SMH11's equations (paper) or
     the 2011 release's forward_pass (release)."""
     blocks = mrnn_blocks(config, params)
-    x = dense_inputs(config, inputs)
-    activation = _ACTIVATIONS[config["hidden"]]
-    hidden = blocks["h_0"].expand(x.shape[1], -1)
-    pres, hiddens = [], []
-    for step in range(x.shape[0]):
-        if config["variant"] == "paper":
-            factors = (x[step] @ blocks["W_fx"]) * (hidden @ blocks["W_fh"])
-            pre = factors @ blocks["W_hf"] + x[step] @ blocks["W_hx"]
-        else:
-            gate = torch.tanh(x[step] @ blocks["W_vf"])                 # B_t
-            carried = hidden @ blocks["W_hf"]                          # A_t
-            pre = (carried * (gate + blocks["f_bias"])) @ blocks["W_fh"] + x[step] @ blocks["W_vh"]
-        if config["biases"]:
-            pre = pre + blocks["b_h"]
-        hidden = activation(pre)
-        pres.append(pre)
-        hiddens.append(hidden)
-    z = torch.stack(hiddens) @ blocks["W_hy"]
-    if config["biases"]:
-        z = z + blocks["b_y"]
-    return torch.stack(pres), z
+
+    def paper(x_t, hidden):
+        factors = (x_t @ blocks["W_fx"]) * (hidden @ blocks["W_fh"])
+        return factors @ blocks["W_hf"] + x_t @ blocks["W_hx"]
+
+    def release(x_t, hidden):
+        gate = torch.tanh(x_t @ blocks["W_vf"])                           # B_t
+        carried = hidden @ blocks["W_hf"]                                # A_t
+        return (carried * (gate + blocks["f_bias"])) @ blocks["W_fh"] + x_t @ blocks["W_vh"]
+
+    return unit_recurrence(config, blocks, dense_inputs(config, inputs),
+                           paper if config["variant"] == "paper" else release)
 
 
-def mrnn_net_output(config, params, inputs):
-    return mrnn_pre_activations_and_net_output(config, params, inputs)[1]
-
-
-def mrnn_structural_product(config, params, inputs, v, count):
-    """S v = J_aᵀ (κ f'(a) ⊙ J_a v) / N for the MRNN's hidden pre-activations, by torch.func."""
-    def pre_fn(p):
-        return mrnn_pre_activations_and_net_output(config, p, inputs)[0]
-
-    pre, jacobian_v = jvp(pre_fn, (params,), (v,))
-    activation = _ACTIVATIONS[config["hidden"]]
-    slope = jvp(activation, (pre,), (torch.ones_like(pre),))[1]
-    _, pullback = vjp(pre_fn, params)
-    return pullback(config["structural_curvature"] * slope * jacobian_v / count)[0]
+# mrnn_net_output(config, θ, ids) -> z; mrnn_structural_product(config, θ, ids, v, N) -> S v
+mrnn_net_output = partial(net_output_of, mrnn_pre_activations_and_net_output)
+mrnn_structural_product = partial(unit_structural_product, mrnn_pre_activations_and_net_output)
 
 
 def inputs_tensor(array):

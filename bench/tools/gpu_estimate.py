@@ -1,33 +1,22 @@
 """What the GPU path will do at T = 200, counted on the CPU: torch operations (one kernel launch
-each on CUDA) per G v, per gradient and per objective evaluation, host syncs per CG step, and
-from them a rough time for one CG step and one HF iteration of ``arrayhf demo --T 200`` on one
-GPU (the release's settings: 1,000 sequences a batch, gradient on 10 batches, curvature on one).
+each on CUDA) per G v, gradient and objective evaluation, host syncs per CG step, and from them a
+rough time for a CG step and an HF iteration of ``arrayhf demo --T 200`` on one GPU (a model, not
+a measurement; bench/README.md, "T = 200 on one GPU", says how it counts).
 
-    python bench/gpu_estimate.py                  # T = 200, counted with 20 sequences a batch
-    python bench/gpu_estimate.py --launch-us 8 --tflops 20
-
-Counted on torch CPU, float32, with ``torch.overrides.TorchFunctionMode`` (every torch function,
-tensor method and operator the library calls: what eager CUDA launches, one kernel or more each)
-and by wrapping the host-sync methods of ``torch.Tensor`` (``__float__``, ``item``, ``numpy``, …)
-during one CG run. The counts do not depend on the batch size, so a small batch counts them; the
-floating-point work is computed for the release's batch of 1,000. The estimate is a model, not a
-measurement: a step takes max(launches × ``--launch-us``, flops / ``--tflops``) plus the syncs
-× ``--sync-us``; the CUDA run of bench/gpu.sh measures the real figure.
+    python -m bench.tools.gpu_estimate                  # T = 200, counted with 20 sequences a batch
+    python -m bench.tools.gpu_estimate --launch-us 8 --tflops 20
 """
 
 from __future__ import annotations
 
 import argparse
 
-import common
 import torch
 from torch.overrides import TorchFunctionMode
 
-from arrayhf import backend, threads
-from arrayhf.cli import runs
-from arrayhf.hf import optimizer as optimizer_module
-
-SYNC_METHODS = ("__float__", "__bool__", "__int__", "item", "numpy", "tolist")
+from arrayhf import threads
+from bench import common
+from bench.release import release_run
 
 
 class Counting(TorchFunctionMode):
@@ -51,33 +40,9 @@ def count_calls(function) -> int:
 
 def host_syncs_per_cg_step(optimizer) -> tuple[float, int]:
     """(host syncs per CG step, CG steps) over one HF iteration's CG run."""
-    counts = {"syncs": 0, "active": False}
-    originals = {name: getattr(torch.Tensor, name) for name in SYNC_METHODS}
-    for name, original in originals.items():
-        def counting(self, *args, _original=original, **kwargs):
-            counts["syncs"] += counts["active"]
-            return _original(self, *args, **kwargs)
-        setattr(torch.Tensor, name, counting)
-    real_cg = optimizer_module.conjugate_gradient
-    steps = []
-
-    def counted_cg(*args, **kwargs):
-        counts["active"] = True
-        try:
-            result = real_cg(*args, **kwargs)
-        finally:
-            counts["active"] = False
-        steps.append(result.n_steps)
-        return result
-
-    optimizer_module.conjugate_gradient = counted_cg
-    try:
+    with common.counting_cg() as counts:
         optimizer.step()
-    finally:
-        optimizer_module.conjugate_gradient = real_cg
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
-    return counts["syncs"] / steps[0], steps[0]
+    return counts["syncs"] / counts["steps"], counts["steps"]
 
 
 def flops(T: int, batch: int, hidden: int, n_in: int, n_out: int) -> dict:
@@ -104,11 +69,9 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     threads.configure(2)
-    backend.enable_float64(backend.namespace("torch"), "float32")
-    settings = runs.RunSettings(problem="addition", T=args.T, batch_size=args.count_batch,
-                                train_batches=10, test_batches=1, backend="torch",
-                                dtype="float32", max_cg=20, iterations=2)
-    model, dataset, optimizer = runs.build(settings, None, progress=False)
+    model, dataset, optimizer = release_run("addition", args.T, batch_size=args.count_batch,
+                                            test_batches=1, backend_name="torch",
+                                            dtype="float32", max_cg_iter=20)
     batch = dataset.batch(dataset.train_batches[0])
     params = optimizer.params
     cache = model.forward(params, batch.inputs)

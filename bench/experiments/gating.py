@@ -1,20 +1,10 @@
 """What gating buys: HF on an LSTM, HF on the release's tanh RNN, and Adam on the same LSTM
-(torch autodiff), on one pathological problem at one T, two seeds, the same wall-time budget.
+(torch autodiff), on one pathological problem at one T, the same seeds, data and wall-time budget
+for every method (bench/README.md, "What gating buys").
 
-    python bench/gating.py                          # temporal_order, T = 50, seeds 0 and 1, 120 s
-    python bench/gating.py --problem xor --T 50 --budget 60 --seeds 0
-    python bench/gating.py --quick                  # T = 20, 15 s a run: checks that it runs
-
-Every run is built as ``arrayhf train --model M`` builds it (``arrayhf.cli.runs.build``: the
-release's settings, 10 training batches drawn fresh every iteration, curvature on one, 10 fixed
-test batches), on torch CPU in float64, with ``--hidden`` units; the data and the test sequences
-of a seed are the same for every method. HF runs until a test error below 1% (solved) or past the
-budget (checked between iterations). Adam (``torch.optim.Adam``, default betas, ``--adam-lr``)
-starts from the LSTM's θ₀ of the same seed, takes one training batch a step, draws fresh batches
-after every pass over them as HF does every iteration, evaluates the test error every
-``--eval-every`` steps off the clock, and stops when it is below 1% or at the budget. Its loss is
-the same matching loss written in torch (bench/autodiff.py, tests/oracle.py). Reported: solved or
-not, the final test error, HF iterations or Adam steps, and seconds.
+    python -m bench.experiments.gating                  # temporal_order, T = 50, seeds 0, 1, 120 s
+    python -m bench.experiments.gating --problem xor --T 50 --budget 60 --seeds 0
+    python -m bench.experiments.gating --quick          # T = 20, 15 s a run: checks that it runs
 """
 
 from __future__ import annotations
@@ -23,24 +13,21 @@ import argparse
 import json
 import time
 
-import autodiff
-import common
 import torch
 
-from arrayhf import backend
-from arrayhf.cli import runs
+from bench import autodiff, common
+from bench.release import release_run
 
 
-def settings(args, model: str, seed: int) -> runs.RunSettings:
-    return runs.RunSettings(problem=args.problem, T=args.T, model=model, hidden=args.hidden,
-                            batch_size=args.batch_size, seed=seed, backend="torch",
-                            threshold=0.01, iterations=args.max_iterations)
+def build(args, model: str, seed: int):
+    """(model, data set, optimizer) as ``arrayhf train --model M`` builds them, torch float64."""
+    return release_run(args.problem, args.T, model=model, hidden=args.hidden,
+                       batch_size=args.batch_size, seed=seed, backend_name="torch")
 
 
 def hf_run(args, model_name: str, seed: int) -> dict:
     """HF on ``model_name`` until solved or past the budget."""
-    model, dataset, optimizer = runs.build(settings(args, model_name, seed), None,
-                                           progress=False)
+    model, dataset, optimizer = build(args, model_name, seed)
     started = time.perf_counter()
 
     def stop(record) -> bool:
@@ -57,7 +44,7 @@ def hf_run(args, model_name: str, seed: int) -> dict:
 
 def adam_run(args, seed: int) -> dict:
     """Adam on the LSTM from the HF run's θ₀, one training batch a step."""
-    model, dataset, optimizer = runs.build(settings(args, "lstm", seed), None, progress=False)
+    model, dataset, optimizer = build(args, "lstm", seed)
     theta = optimizer.params.detach().clone().requires_grad_(True)
     adam = torch.optim.Adam([theta], lr=args.adam_lr)
     output = model.output.name
@@ -99,7 +86,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.T, args.hidden, args.budget, args.seeds = 20, 16, 15.0, "0"
-    backend.enable_float64(backend.namespace("torch"), "float64")
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for method in ("HF lstm", "HF rnn", "Adam lstm"):

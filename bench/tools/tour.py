@@ -1,17 +1,10 @@
 """The backend tour: one model's loss, gradient and Gauss-Newton product on every installed
-backend and dtype, checked against each other and against central differences.
+backend and dtype, checked against each other and against central differences (the README's
+"Backends" section shows its output and the columns).
 
-    python bench/tour.py                          # HF10's CURVES autoencoder, every backend
-    python bench/tour.py --small --backends numpy,torch --dtypes float64
-    python bench/tour.py --device cuda            # the torch rows on a GPU
-
-The model is HF10's CURVES-shaped deep autoencoder (784-400-200-100-50-25-6-25-…-784, logistic
-units, linear code layer, logistic output with cross-entropy; ``--small``: 64 inputs), from a
-sparse initialization, on a batch of random images. Each row is one backend and dtype: the loss,
-|gradient|, vᵀGv, ``vs numpy`` (the relative difference of G v from the first backend's, same
-dtype: the same seed gives the same parameters and data everywhere), ``check`` (float64 rows:
-|vᵀ∇L − central difference| / |vᵀ∇L|, step 1e-5), and the medians of a gradient and of a G v
-over ``--repeats`` rounds, interleaved after a warm-up call (bench/common.py).
+    python -m bench.tools.tour                    # HF10's CURVES autoencoder, every backend
+    python -m bench.tools.tour --small --backends numpy,torch --dtypes float64
+    python -m bench.tools.tour --device cuda      # the torch rows on a GPU
 """
 
 from __future__ import annotations
@@ -19,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import common
 import numpy as np
 
 import arrayhf
 from arrayhf import backend
+from bench import common
 
 HEADER = (f"{'backend':<17}{'dtype':<9}{'loss':>14}{'|grad|':>12}{'vᵀGv':>14}"
           f"{'vs numpy':>10}{'check':>9}{'ms/grad':>9}{'ms/Gv':>8}")

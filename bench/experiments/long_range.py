@@ -1,28 +1,17 @@
 """Long range: the pathological problems at T = 100 on this CPU, as ``arrayhf train`` runs them,
-and the diagnosis of why the release's batch sizes, cut to a CPU, fail there.
+and the diagnosis of why the release's batch sizes, cut to a CPU, fail there (bench/README.md,
+"Long range", says what the table and the diagnosis hold).
 
-    python bench/long_range.py                    # the table: 4 problems at T = 100, 2 seeds
-    python bench/long_range.py --problems temporal_order --seeds 0 --time-limit 300
-    python bench/long_range.py diagnose --options "--dtype float64"    # 10 × 100 sequences
-    python bench/long_range.py diagnose --train-batches 100            # the CPU's 100 × 100
-    python bench/long_range.py --quick            # T = 20, one short run: checks that it runs
-    python bench/long_range.py markdown bench/results/long_range*.json    # the README's rows
+    python -m bench.experiments.long_range              # the table: 4 problems at T = 100, 2 seeds
+    python -m bench.experiments.long_range --problems temporal_order --seeds 0 --time-limit 300
+    python -m bench.experiments.long_range diagnose --options "--dtype float64"  # 10 × 100
+    python -m bench.experiments.long_range diagnose --train-batches 100          # 100 × 100
+    python -m bench.experiments.long_range --quick      # T = 20, one short run: checks that it runs
+    python -m bench.experiments.long_range markdown bench/results/long_range*.json  # README rows
 
-The table. Every run is ``arrayhf train --problem P --T T --threshold 0.01 --seed S --threads 2``
-with no other option (``--mu 0`` for the runs without structural damping), built from that
-command line by the CLI's own parser and ``arrayhf.cli.pathological.train_settings``, so it gets
-what a user gets, the CPU-sized settings at T >= 100 included. A run stops at a test error below
-1% (solved) or at the first iteration that ends past ``--time-limit`` seconds. Reported: solved,
-HF iterations, CG steps, wall seconds of ``optimizer.run`` and the last test error. Run it alone
-on the machine: the times are wall times.
-
-The diagnosis (``diagnose``): one run, with per-iteration values the logs do not hold, computed
-after each iteration at the θ it started from, off the iteration's clock: the spectral radius of
-W_hh; the quadratic model's predicted change q(p) = gᵀp + ½pᵀGp at the chosen step p with G of the
-curvature batch and with G of a held batch (training batch 1, never the curvature batch); the
-actual change of f on each of those two batches; and f along p (η = 0.3, 1) on all the gradient
-batches. The training loss of each iteration is on fresh sequences (the data set draws new ones
-every iteration), so a rising training loss is a rising loss on unseen data.
+What this measures is the command line: every run is built from ``arrayhf train --problem P --T T
+--threshold 0.01 --seed S ...`` by the CLI's own parser and ``arrayhf.cli.pathological``, so it
+gets what a user gets, the CPU-sized settings at T >= 100 included.
 """
 
 from __future__ import annotations
@@ -32,12 +21,12 @@ import json
 import pathlib
 import time
 
-import common
 import numpy as np
 
 from arrayhf import backend, threads
 from arrayhf.cli import build_parser, pathological, runs
 from arrayhf.curvature import curvature_operator
+from bench import common
 
 PROBLEMS = ("addition", "multiplication", "xor", "temporal_order")
 
@@ -98,50 +87,37 @@ def table(args) -> list[dict]:
 
 
 class Diagnosis:
-    """Per-iteration values beside an HF run's records (the module docstring): the chosen step
-    p and the gradient g are caught as the optimizer computes them."""
+    """Per-iteration values beside an HF run's records (the module docstring), from the record
+    of the optimizer's last step (``optimizer.last_step``): its θ, the gradient g and the chosen
+    step p."""
 
     def __init__(self, model, dataset, optimizer):
         self.model, self.dataset, self.optimizer = model, dataset, optimizer
-        self.caught: dict = {}
-        backtrack, evaluate = optimizer._backtrack, optimizer._evaluate_gradient
-
-        def caught_backtrack(params, iterates, grad_ids, iteration):
-            chosen, value = backtrack(params, iterates, grad_ids, iteration)
-            self.caught.update(direction=iterates[chosen][1], params=params)
-            return chosen, value
-
-        def caught_gradient(params, grad_ids, iteration):
-            objective, gradient, norm = evaluate(params, grad_ids, iteration)
-            self.caught.update(gradient=gradient, objective=objective)
-            return objective, gradient, norm
-
-        optimizer._backtrack, optimizer._evaluate_gradient = caught_backtrack, caught_gradient
 
     def quadratic_change(self, batch_id) -> float:
         """q(p) − q(0) = gᵀp + ½ pᵀ G p with G of one batch, at the iteration's θ."""
-        xp, caught = self.optimizer.xp, self.caught
-        params, direction = caught["params"], caught["direction"]
+        xp, step = self.optimizer.xp, self.optimizer.last_step
+        params, direction = step.params, step.direction
         batch = self.optimizer.batch_objective.batch(batch_id)
         product = curvature_operator(self.model, params, batch,
                                      self.model.forward(params, batch.inputs), 0.0)
-        return float(xp.sum(caught["gradient"] * direction)
+        return float(xp.sum(step.gradient * direction)
                      + 0.5 * xp.sum(direction * product(direction)))
 
     def change(self, batch_ids, step_size: float = 1.0) -> float:
         """f(θ + ηp) − f(θ) on the batches."""
-        objective = self.optimizer._objective
-        params, direction = self.caught["params"], self.caught["direction"]
+        objective = self.optimizer.batch_objective.value
+        params, direction = self.optimizer.last_step.params, self.optimizer.last_step.direction
         return objective(params + step_size * direction, batch_ids) - objective(params, batch_ids)
 
     def row(self, record: dict) -> dict:
         """The record's values and the diagnosis of its iteration."""
-        optimizer = self.optimizer
-        recurrent = self.model.layout.unflatten(self.caught["params"], xp=optimizer.xp)["W_hh"]
+        optimizer, step = self.optimizer, self.optimizer.last_step
+        recurrent = self.model.layout.unflatten(step.params, xp=optimizer.xp)["W_hh"]
         radius = float(np.max(np.abs(np.linalg.eigvals(backend.to_numpy(recurrent)))))
-        curvature_id = optimizer._curvature_id(record["iteration"])
+        curvature_id = step.curvature_batch
         held_id = next(i for i in self.dataset.train_batches if i != curvature_id)
-        grad_ids = optimizer._train_ids()
+        grad_ids = step.gradient_batches
         return {**{k: record[k] for k in ("iteration", "train_loss", "test_error", "grad_norm",
                                           "theta_norm", "damping", "rho", "cg_steps",
                                           "chosen_iterate", "line_search_step", "seconds")},

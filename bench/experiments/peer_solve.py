@@ -1,23 +1,7 @@
-"""Time to solve against the peer package hessianfree 0.4.0, for bench/end_to_end.py ``--peer``.
-
-hessianfree's RNN runs on the same sequences as the HF run of the same seed (the same
-``Pathological`` stream: one fresh batch of ``--batch-size`` sequences an iteration, the HF run's
-training batch 0; hessianfree does everything, gradient, curvature and line search, on that one
-batch, as its ``run_epochs`` does on a minibatch) and from the same function: arrayhf's θ₀
-(``model.init(seed)``) mapped into hessianfree's coordinates by bench/peer.py's ``Mapping`` (biases
-zero, the recurrent bias c = h_0 W_hh). Sequences shorter than the longest are padded; their
-unscored outputs have NaN targets, hessianfree's mask.
-
-hessianfree's curvature ignores that mask (``SquaredError.d2_loss`` is ones everywhere: G of the
-problem where every step is scored, bench/peer.py). The *fixed peer* keeps the package unchanged and
-gives it a loss that is a subclass of its own, ``MaskedSquaredError``, whose ``d2_loss`` is zero
-where the target is NaN; everything else is the package as shipped (``HessianFree(CG_iter=250,
-init_damping=1)``, its CG stop, its backtracking, its line search, float64).
-
-Timed: the package's own update, ``net.cache_minibatch`` and ``compute_update`` and the weight
-step, as ``run_epochs`` does them; drawing the data and the test error (the HF run's 10 fixed test
-batches, the data set's ``zero_one_error``, after every update) are off the clock. Solved: a test
-error below 1%, as for HF.
+"""Time to solve against the peer package hessianfree 0.4.0 with a mask-aware curvature, on the
+HF run's sequences from its θ₀: ``python -m bench.experiments.end_to_end --peer`` runs it beside
+every numpy HF run (bench/README.md, "Where an iteration's time goes, and the time to solve
+against hessianfree", says what is timed).
 """
 
 from __future__ import annotations
@@ -26,10 +10,10 @@ import time
 
 import hessianfree as hf
 import numpy as np
-import peer
 from hessianfree.loss_funcs import output_loss
 
 from arrayhf import backend
+from bench.micro import peer
 
 
 class MaskedSquaredError(hf.loss_funcs.SquaredError):
@@ -100,7 +84,7 @@ def peer_run(model, dataset, params, *, time_limit: float, max_iterations: int,
 def peer_runs(hf_runs: list[dict], build) -> list[dict]:
     """The fixed peer beside every numpy HF run: ``build(run)`` gives the (model, data set, θ₀)
     of the run's settings and seed; the same time limit and iteration limit."""
-    import common
+    from bench import common
 
     results = []
     for run in [r for r in hf_runs if r["backend"] == "numpy"]:

@@ -1,23 +1,12 @@
-"""A shared CPU: what a second process costs a run, under each thread setting.
+"""A shared CPU: what a second process costs a run, under each thread setting (``ARRAYHF_THREADS``
+and OpenMP's wait policy), on torch CPU: one RNN G v repeated, and a short training run, each
+alone and then as two copies side by side (bench/README.md, "A shared CPU").
 
-    python bench/shared_cpu.py                      # G v and a training run, every setting
-    python bench/shared_cpu.py --seconds 5 --quick  # short
+    python -m bench.micro.shared_cpu                      # G v and a training run, every setting
+    python -m bench.micro.shared_cpu --seconds 5 --quick  # short
 
-The workloads, each in its own Python process, on torch CPU (the backend whose thread pools were
-seen to collapse: one G v 95x slower beside a second process):
-
-* ``gv``: one RNN Gauss-Newton product (the release's RNN, 100 tanh units, addition at T = 100,
-  500 sequences) repeated for ``--seconds``; the median product time is reported;
-* ``train``: ``arrayhf train --problem addition --T 20 --batch-size 300`` for ``--iterations``
-  HF iterations; the wall time is reported.
-
-Each is measured alone (the median of ``--alone-repeats`` runs), then as two copies started
-together ("side by side"); the ratio of the slower side-by-side copy to the alone time is what a
-second job costs (a fair share of 2 cores is 2x).
-The settings are environment variables the processes start with: arrayhf's own thread setting
-(``ARRAYHF_THREADS``, arrayhf/threads.py: ``off`` leaves torch's defaults, ``1``, ``auto``) and
-OpenMP's wait policy. The gv workload applies the setting every 10 products, as HF does at the
-start of every iteration.
+The ``train`` workload measures the command line: it is ``arrayhf train ...`` as a user starts it,
+in its own process.
 """
 
 from __future__ import annotations
@@ -31,7 +20,8 @@ import subprocess
 import sys
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
+from bench import common
+
 GV_WORKER = """
 import json, statistics, sys, time
 import numpy as np
@@ -107,7 +97,7 @@ def main() -> None:
     parser.add_argument("--alone-repeats", type=int, default=3,
                         help="runs alone per setting (median)")
     parser.add_argument("--quick", action="store_true", help="short runs")
-    parser.add_argument("--json", default=str(HERE / "results" / "shared_cpu.json"))
+    parser.add_argument("--json", default=str(common.RESULTS / "shared_cpu.json"))
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.iterations, args.alone_repeats = 3.0, 3, 1

@@ -1,30 +1,14 @@
-"""HF on several processes: the gradient phase and one G v of an RNN, on P processes × k threads
-each, with the time the processes spend in all-reduce (arrayhf/distributed.py, gloo on CPU,
-NCCL on CUDA).
+"""HF on several processes: the gradient phase and one G v of the release's RNN on addition, on
+P processes × k threads each, with the time spent in all-reduce (arrayhf/distributed.py: gloo on
+CPU, NCCL on CUDA); bench/README.md, "Several processes", says what is timed.
 
-    python bench/distributed.py                      # 1 process × 2 threads, 2 processes × 1
-    python bench/distributed.py --quick              # tiny sizes: checks that it runs
-    python bench/distributed.py --backend torch --device cuda --configurations 1x1,2x1,4x1,8x1
-                                                     # one process per GPU (NCCL)
+    python -m bench.micro.distributed                 # 1 process × 2 threads, 2 processes × 1
+    python -m bench.micro.distributed --quick         # tiny sizes: checks that it runs
+    python -m bench.micro.distributed --backend torch --device cuda --configurations 1x1,2x1,4x1,8x1
+                                                      # one process per GPU (NCCL)
 
-The case is MS11's gradient batch: the RNN of the 2011 release's demo (2 inputs, ``--hidden``
-tanh units, 1 linear output, no biases) on the addition problem at ``--T``, with ``--batches`` ×
-``--batch-size`` sequences for the gradient (10 × 1000 = 10,000 by default) and one of those
-batches for the curvature, float64. Each process holds its rows of every batch
-(``ShardedDataset``), as ``torchrun -m arrayhf train`` runs it.
-
-What is timed, in every process, after ``--warmup`` untimed calls, as medians of ``--repeats``
-calls that start together (a barrier before each):
-
-* ``gradient``: ``BatchObjective.value_and_gradient`` over the gradient batches: forward and
-  backward over this process's rows, then the all-reduce of g and of (loss, count);
-* ``Gv``: one product of the curvature operator CG calls (one R-forward and one backward pass
-  over this process's rows of the curvature batch, then one all-reduce of n_params values);
-* ``all-reduce``: the part of each spent inside the communicator, waiting for the slower process
-  included (so it also measures load imbalance); the slowest process's figures are reported.
-
-The configurations run one after another (each in fresh processes started by this script, with
-the environment ``torchrun`` sets), not interleaved: run it on an otherwise idle machine.
+The configurations run one after another, each in fresh processes this script starts with the
+environment ``torchrun`` sets: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -41,10 +25,12 @@ import tempfile
 import time
 
 import array_api_compat
-import common
 
 from arrayhf import backend, distributed, threads
-from arrayhf.cli import runs
+from bench import common
+from bench.release import release_run
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 class TimedCommunicator:
@@ -76,10 +62,10 @@ def measure(args) -> dict:
     threads.configure(args.threads)
     communicator = TimedCommunicator(distributed.from_environment(
         cuda=bool(args.device and args.device.startswith("cuda"))))
-    settings = runs.RunSettings(problem="addition", T=args.T, hidden=args.hidden,
-                                batch_size=args.batch_size, train_batches=args.batches,
-                                test_batches=1, backend=args.backend, device=args.device)
-    model, _, optimizer = runs.build(settings, None, progress=False, communicator=communicator)
+    model, _, optimizer = release_run("addition", args.T, hidden=args.hidden,
+                                      batch_size=args.batch_size, train_batches=args.batches,
+                                      test_batches=1, backend_name=args.backend,
+                                      device=args.device, communicator=communicator)
     objective, params = optimizer.batch_objective, optimizer.params
     ids = list(optimizer.dataset.train_batches)
     curvature_batch = objective.batch(ids[0])
@@ -126,8 +112,9 @@ def run_configuration(args, processes: int, threads: int, folder: pathlib.Path) 
                "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads)}
         output = folder / f"{processes}x{threads}-{rank}.json"
-        workers.append(subprocess.Popen([sys.executable, __file__, "--worker", str(output),
-                                         f"--threads={threads}", *options], env=env))
+        workers.append(subprocess.Popen([sys.executable, "-m", "bench.micro.distributed",
+                                         "--worker", str(output), f"--threads={threads}",
+                                         *options], env=env, cwd=ROOT))
     codes = [worker.wait() for worker in workers]
     if any(codes):
         raise SystemExit(f"configuration {processes}x{threads}: worker exit codes {codes}")

@@ -1,24 +1,14 @@
-"""The CG loop's overhead: host syncs per CG step, argument checks per G v, and the time of one
-small HF iteration, for this tree against a baseline tree (an older checkout), in the same run.
+"""The CG loop's overhead, for this tree against a baseline tree (an older checkout) in the same
+run: host syncs per CG step and argument checks per G v (torch CPU), and the time of one small HF
+iteration, one G v and one gradient (numpy and torch); bench/README.md, "The CG loop's overhead",
+says what is counted and timed.
 
     git worktree add /tmp/baseline ce4df77          # any older commit
-    python bench/hot_path.py --baseline /tmp/baseline
-    python bench/hot_path.py --quick                # this tree only, small counts
+    python -m bench.micro.hot_path --baseline /tmp/baseline
+    python -m bench.micro.hot_path --quick          # this tree only, small counts
 
-What is counted, on torch CPU, during the ``conjugate_gradient`` call of HF iterations (CG run to
-``max_cg_iter`` steps, ``cg_epsilon`` 0):
-
-* host syncs: calls that move a value from the device to Python (``Tensor.__float__``,
-  ``__bool__``, ``__int__``, ``item``, ``numpy``, ``tolist``) per CG step;
-* checks: calls of ``arrayhf._validate.namespace_of`` per Gauss-Newton product (a product is one
-  ``_r_forward`` call).
-
-What is timed: one HF iteration (``HF.step``) of a small FNN (blobs, 5-32-3 softmax, 300 cases)
-and a small RNN (addition, T = 20, 30 tanh units, 100 sequences), numpy and torch, median of
-``--repeats`` iterations after warm-up; and one G v and one gradient of the release's RNN (100
-units) at T = 100 on 500 sequences (what the recurrent cache's layout affects). Baseline and this
-tree alternate process by process, so that drifts of the machine hit both alike. Each tree runs in
-its own Python process (its own ``arrayhf`` on ``sys.path``), so the two never share imported code.
+Each tree runs in its own Python processes (its own ``arrayhf`` first on ``sys.path``),
+alternating process by process.
 """
 
 from __future__ import annotations
@@ -33,7 +23,7 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-SYNC_METHODS = ("__float__", "__bool__", "__int__", "item", "numpy", "tolist")
+ROOT = HERE.parents[1]   # this tree: its bench/ serves every tree's worker
 
 
 def _problems(xp, arrayhf):
@@ -61,61 +51,35 @@ def _optimizer(arrayhf, model, dataset, max_cg):
 
 def _count(arrayhf, max_cg: int) -> dict:
     """Host syncs per CG step and namespace_of calls per product, on torch CPU."""
-    import torch
+    from bench import common
 
-    from arrayhf.hf import optimizer as optimizer_module
-
-    counts = {"syncs": 0, "checks": 0, "products": 0, "steps": 0, "active": False}
-    for method in SYNC_METHODS:
-        original = getattr(torch.Tensor, method)
-
-        def counting(self, *args, _original=original, **kwargs):
-            if counts["active"]:
-                counts["syncs"] += 1
-            return _original(self, *args, **kwargs)
-
-        setattr(torch.Tensor, method, counting)
-    original_namespace = arrayhf._validate.namespace_of
-
-    def counting_namespace(*arrays):
-        if counts["active"]:
-            counts["checks"] += 1
-        return original_namespace(*arrays)
-
-    for module in [m for name, m in sys.modules.items() if name.startswith("arrayhf")]:
-        if getattr(module, "namespace_of", None) is original_namespace:
-            module.namespace_of = counting_namespace
-    original_cg = optimizer_module.conjugate_gradient
-
-    def counting_cg(*args, **kwargs):
-        counts["active"] = True
-        try:
-            result = original_cg(*args, **kwargs)
-        finally:
-            counts["active"] = False
-        counts["steps"] += result.n_steps
-        return result
-
-    optimizer_module.conjugate_gradient = counting_cg
     results = {}
     xp = arrayhf.backend.namespace("torch")
-    for name, model, dataset in _problems(xp, arrayhf):
-        original_r_forward = type(model)._r_forward
+    with common.counting_cg() as counts:
+        counts.update(checks=0, products=0)
 
-        def counting_r_forward(self, *args, _original=original_r_forward, **kwargs):
-            if counts["active"]:
-                counts["products"] += 1
-            return _original(self, *args, **kwargs)
+        def counting_namespace(namespace_of):
+            def counted(*arrays):
+                counts["checks"] += counts["active"]
+                return namespace_of(*arrays)
+            return counted
 
-        type(model)._r_forward = counting_r_forward
-        for key in ("syncs", "checks", "products", "steps"):
-            counts[key] = 0
-        _optimizer(arrayhf, model, dataset, max_cg).run(max_iterations=2)
-        type(model)._r_forward = original_r_forward
-        results[name] = {"syncs per CG step": counts["syncs"] / counts["steps"],
-                         "namespace_of per G v": counts["checks"] / max(counts["products"], 1),
-                         "CG steps": counts["steps"]}
-    optimizer_module.conjugate_gradient = original_cg
+        with common.replaced_in_arrayhf("namespace_of", counting_namespace):
+            for name, model, dataset in _problems(xp, arrayhf):
+                original_r_forward = type(model)._r_forward
+
+                def counting_r_forward(self, *args, _original=original_r_forward, **kwargs):
+                    counts["products"] += counts["active"]
+                    return _original(self, *args, **kwargs)
+
+                type(model)._r_forward = counting_r_forward
+                counts.update(syncs=0, checks=0, products=0, steps=0)
+                _optimizer(arrayhf, model, dataset, max_cg).run(max_iterations=2)
+                type(model)._r_forward = original_r_forward
+                results[name] = {
+                    "syncs per CG step": counts["syncs"] / counts["steps"],
+                    "namespace_of per G v": counts["checks"] / max(counts["products"], 1),
+                    "CG steps": counts["steps"]}
     return results
 
 
@@ -164,6 +128,9 @@ def _products(arrayhf, backend_name: str, repeats: int) -> dict:
 
 def worker(tree: str, repeats: int, max_cg: int) -> None:
     """Measure the ``arrayhf`` of ``tree`` and print the results as one JSON line."""
+    sys.path.insert(0, str(ROOT))        # this tree's bench.common, which imports no arrayhf
+    from bench import common  # noqa: F401
+    sys.path.remove(str(ROOT))
     sys.path.insert(0, tree)
     import arrayhf
 
@@ -198,7 +165,7 @@ def main() -> None:
         return
     if args.quick:
         args.repeats, args.rounds, args.max_cg, args.baseline = 2, 1, 10, None
-    trees = {"this tree": HERE.parent}
+    trees = {"this tree": ROOT}
     if args.baseline:
         trees = {"baseline": pathlib.Path(args.baseline).resolve(), **trees}
     runs = {name: [] for name in trees}

@@ -1,15 +1,11 @@
-"""Rerun every run the README quotes and rewrite its transcript, table and figures in place.
+"""Rerun every run the README quotes and rewrite its transcript, table and figures in place,
+between its ``<!-- figures: NAME -->`` and ``<!-- /figures -->`` markers (bench/README.md,
+"The README's figures"). What this reruns is the command line: ``arrayhf demo``, ``arrayhf
+train`` and the examples as a user runs them, in a temporary directory.
 
-    python bench/readme_figures.py                   # every section (about 20 minutes alone)
-    python bench/readme_figures.py demo text         # some sections
-    python bench/readme_figures.py --check           # print, write nothing
-
-Each section of README.md that a run produced sits between two markers,
-``<!-- figures: NAME -->`` and ``<!-- /figures -->``; this script reruns that section's commands
-in a temporary directory (so the paths print as the README shows them), and replaces what is
-between the markers. Run it alone on the machine (its wall times go into the README), and commit
-the README it writes. tests/test_readme.py checks the first iterations of the demo transcript
-against a fresh run in every test session, so the README cannot drift from the code unnoticed.
+    python -m bench.tools.readme_figures                 # every section (about 20 minutes alone)
+    python -m bench.tools.readme_figures demo text       # some sections
+    python -m bench.tools.readme_figures --check         # print, write nothing
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -25,7 +22,7 @@ import tempfile
 import textwrap
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 MARKER = re.compile(r"(<!-- figures: (\w+) -->\n)(.*?)(<!-- /figures -->)", re.S)
 # The results table: (problem, T, sequences per batch); the first row is the demo's run.
@@ -38,6 +35,22 @@ TIME_LIMIT = 420     # seconds a results row may run (the README says so)
 # Every run with 2 threads: BLAS's thread count sets the order of its sums, and so the digits.
 THREADS = ("--threads", "2")
 DEMO = ("demo", *THREADS)
+COMMAND = "python -m bench.tools.readme_figures"   # how the README credits a section
+# the runs import this checkout's arrayhf, installed or not (they run in a temporary directory)
+ENVIRONMENT = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                           os.environ.get("PYTHONPATH")]))}
+# The paragraphs under the text and autoencoder sections (wrap() joins their lines)
+TEXT_FIGURE = """`python examples/text.py` on the 2-core CPU (numpy, float64, {today},
+`{command} text`): an MRNN with 100 hidden units and 100 factors, {symbols} symbols, the first
+300,000 characters of the standard library's sources, 5 × 100 substrings of 51 characters a
+batch. Held-out bits per character fall from {first} after the first HF iteration to {last} after
+iteration {iterations} ({minutes:.1f} minutes), against a unigram entropy of {entropy}; `arrayhf
+sample runs/text-example --prime "def " --temperature 0.7` then writes ({same}):"""
+AUTOENCODER_FIGURE = """`--small` on a 2-core CPU (numpy, float32, {today}, `{command}
+autoencoder`): the 784-256-64-6-64-256-784 net goes from {start} squared error per test case at
+its sparse random start to {end} after {iterations} HF iterations ({cg} CG steps, {seconds:.0f}
+s); the baselines it prints: the mean image ({mean}) and PCA with 6 components ({pca})."""
 
 
 def arrayhf(*args: str, cwd: pathlib.Path, timeout: float | None = None) -> tuple[str, float]:
@@ -45,7 +58,7 @@ def arrayhf(*args: str, cwd: pathlib.Path, timeout: float | None = None) -> tupl
     started = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "arrayhf", *args], cwd=cwd, text=True,
-                              capture_output=True, timeout=timeout)
+                              capture_output=True, timeout=timeout, env=ENVIRONMENT)
         out = done.stdout
     except subprocess.TimeoutExpired as expired:
         out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout or ""
@@ -68,7 +81,7 @@ def demo(work: pathlib.Path) -> str:
     iterations = [i for i, line in enumerate(lines) if line.startswith("iter ")]
     shown = lines[:iterations[3] + 1] + ["..."] + lines[iterations[-3]:]
     return ("```\n$ arrayhf " + " ".join(DEMO) + "\n" + "\n".join(shown) + "\n```\n"
-            + wrap(f"(`python bench/readme_figures.py demo`, {today()}, numpy float64 on the "
+            + wrap(f"(`{COMMAND} demo`, {today()}, numpy float64 on the "
                    "2-core CPU of the development machine. `--threads 2` is what `auto` gives an "
                    "idle 2-core machine; another thread count sums the matrix products in another "
                    "order, which shows in the digits from the first iteration on.)") + "\n")
@@ -96,7 +109,7 @@ def results(work: pathlib.Path) -> str:
     """The pathological results table, one `arrayhf train` run per row."""
     rows = [_result_row(problem, T, batch, work) for problem, T, batch in RESULTS]
     return (wrap(f"Measured alone on the 2-core CPU of the development machine on {today()} "
-                 f"(`python bench/readme_figures.py results`: each row is `arrayhf train "
+                 f"(`{COMMAND} results`: each row is `arrayhf train "
                  f"--problem P --T T --batch-size B --threshold 0.01 --iterations 150 --threads "
                  f"2`, stopped after {TIME_LIMIT} s).") + "\n\n"
             "| problem | T | sequences per batch | result | HF iterations | CG steps | "
@@ -107,7 +120,7 @@ def text(work: pathlib.Path) -> str:
     """`python examples/text.py`, then a sample from it on numpy and on torch."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "text.py")], cwd=work,
-                          text=True, capture_output=True)
+                          text=True, capture_output=True, env=ENVIRONMENT)
     seconds = time.perf_counter() - started
     summary = re.search(r"held-out bits per character: ([\d.]+) after iteration 1 -> ([\d.]+) "
                         r"after iteration (\d+) \(unigram entropy ([\d.]+)\)", done.stdout)
@@ -120,32 +133,25 @@ def text(work: pathlib.Path) -> str:
     same = ("identically on `--backend numpy` and `--backend torch`, same seed"
             if samples[0] == samples[1] else "on `--backend numpy`; torch's differs")
     first, last, iterations, entropy = summary.groups()
-    return wrap(f"`python examples/text.py` on the 2-core CPU (numpy, float64, {today()}, "
-            f"`python bench/readme_figures.py text`): an MRNN with 100 hidden units and 100 "
-            f"factors, {symbols.group(1)} symbols, the first 300,000 characters of the standard "
-            f"library's sources, 5 × 100 substrings of 51 characters a batch. Held-out bits per "
-            f"character fall from {first} after the first HF iteration to {last} after "
-            f"iteration {iterations} ({seconds / 60:.1f} minutes), against a unigram entropy of "
-            f"{entropy}; `arrayhf sample runs/text-example --prime \"def \" --temperature 0.7` "
-            f"then writes ({same}):") + f"\n\n```\n{samples[0]}\n```\n"
+    return wrap(TEXT_FIGURE.format(
+        today=today(), command=COMMAND, symbols=symbols.group(1), first=first, last=last,
+        iterations=iterations, minutes=seconds / 60, entropy=entropy, same=same)
+    ) + f"\n\n```\n{samples[0]}\n```\n"
 
 
 def autoencoder(work: pathlib.Path) -> str:
     """`python examples/autoencoder.py --small`."""
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "autoencoder.py"), "--small"],
-                          cwd=work, text=True, capture_output=True)
+                          cwd=work, text=True, capture_output=True, env=ENVIRONMENT)
     final = re.search(r"test squared error per case: ([\d.]+) at the start -> ([\d.]+) after "
                       r"(\d+) HF iterations \((\d+) CG steps\)", done.stdout)
     baselines = re.search(r"the mean image ([\d.]+), PCA with 6 components ([\d.]+)",
                           done.stdout)
     seconds = re.findall(r"\(\s*([\d.]+)s\)", done.stdout)[-1]
     start, end, iterations, cg = final.groups()
-    return wrap(f"`--small` on a 2-core CPU (numpy, float32, {today()}, `python "
-            f"bench/readme_figures.py autoencoder`): the 784-256-64-6-64-256-784 net goes from "
-            f"{start} squared error per test case at its sparse random start to {end} after "
-            f"{iterations} HF iterations ({cg} CG steps, {float(seconds):.0f} s); the baselines it "
-            f"prints: the mean image ({baselines.group(1)}) and PCA with 6 components "
-            f"({baselines.group(2)}).") + "\n"
+    return wrap(AUTOENCODER_FIGURE.format(
+        today=today(), command=COMMAND, start=start, end=end, iterations=iterations, cg=cg,
+        seconds=float(seconds), mean=baselines.group(1), pca=baselines.group(2))) + "\n"
 
 
 SECTIONS = {"demo": demo, "results": results, "text": text, "autoencoder": autoencoder}

@@ -1,45 +1,24 @@
-"""Gauss-Newton-vector products: arrayhf's hand-derived G v against the same product by torch.func,
-against one gradient, and against the BLAS rate on the matrix shapes the routine multiplies.
+"""Gauss-Newton-vector products: arrayhf's hand-derived G v against the same product by torch.func
+(bench/autodiff.py), against one gradient, and against the BLAS rate on the matrix shapes the
+routine multiplies, for the RNN, the MRNN, the FNN autoencoder, the LSTM and the GRU, in float64
+and float32 (bench/README.md, "Gauss-Newton product", gives the cases and what is timed).
 
-    python bench/gv.py                         # torch CPU (and arrayhf on numpy beside it)
-    python bench/gv.py --backend torch --device cuda
-    python bench/gv.py --backend cupy          # arrayhf on CuPy; torch.func on torch CUDA
-
-Cases (the issue's sizes): the RNN of the 2011 release's demo (2 inputs, 100 tanh units, 1 linear
-output, no biases) on the addition problem at T = 200 with a curvature batch of 1000 sequences;
-a character-level MRNN (86 symbols, 100 hidden units, 100 factors, ids as inputs, softmax) at
-T = 100 on 200 sequences; the LSTM and the GRU (100 hidden units, 10 float inputs, 10 linear
-outputs) at T = 100 on 500 sequences (``--cases lstm,gru``; also against torch.func through
-``torch.nn.LSTM`` / ``torch.nn.GRU`` themselves, or the error that stops it, which the issue
-expects on CUDA, where the fused GRU cell has no forward-mode AD); the CURVES autoencoder of HF10
-(784-400-200-100-50-25-6-25-...-784, logistic units, linear code, logistic output) on 1000
-images. Each in float64 and float32.
-
-What is timed, interleaved round by round after warm-up (bench/common.py), medians:
-
-* ``arrayhf Gv``: ``model.gauss_newton_product(θ, batch, v, cache)`` with the curvature batch's
-  forward pass cached, as the HF driver calls it inside CG (one R-forward and one backward pass);
-* ``torch.func Gv``: jvp -> loss Hessian (forward-over-reverse) -> the cached pullback of the
-  same network written in torch (bench/autodiff.py);
-* ``gradient``: ``model.gradient(θ, batch)`` (forward + backward), and torch.func's ``grad``;
-* ``BLAS``: exactly the matrix products the routine does (same shapes, same counts, counted
-  below from the model's code), with random operands: the rate the hardware reaches on them.
-
-FLOPs count the matrix products only (2·m·k·n each); the elementwise work (nonlinearities,
-slopes, the loss Hessian) is not counted, so the efficiency is "time in matrix products at the
-BLAS rate / total time".
+    python -m bench.micro.gv                       # torch CPU (and arrayhf on numpy beside it)
+    python -m bench.micro.gv --cases lstm,gru      # some cases
+    python -m bench.micro.gv --backend torch --device cuda
+    python -m bench.micro.gv --backend cupy        # arrayhf on CuPy; torch.func on torch CUDA
+    python -m bench.micro.gv --quick               # small sizes: checks that it runs
 """
 
 from __future__ import annotations
 
-import autodiff
-import common
 import numpy as np
 
 import arrayhf
 from arrayhf import backend
 from arrayhf.data.pathological import Pathological
 from arrayhf.models.mrnn import MRNN
+from bench import autodiff, common
 
 
 # -- the matrix products each routine does, read off the models' code ------------------------

@@ -1,6 +1,6 @@
 """The LSTM's autodiff oracle: torch.nn.LSTM's equations written again in torch ops from their
 definition (the torch documentation's i, f, g, o; nothing of arrayhf's passes), differentiated by
-torch.func in float64. Used only by the tests.
+torch.func in float64. Used only by the tests and the benchmarks, never by the library.
 
 The flat parameter vector is read in the layout the model documents: W_x [n_in, 4n_h], W_h
 [n_h, 4n_h], b [4n_h] (with biases), W_hy [n_h, n_out], b_y [n_out] (with biases), h_0 [n_h],
@@ -10,9 +10,8 @@ c_0 [n_h], the gate blocks i, f, g, o along the last axis.
 from __future__ import annotations
 
 import torch
-from torch.func import jvp, vjp
 
-import oracle
+from oracles import core as oracle
 
 # The κ_u of each gate unit's structural term per κ (derivations/lstm.md, (LS18)): κ is the tanh
 # candidate's (default the release's 1/4), the logistic gates get 4κ (their matching loss's own
@@ -21,15 +20,10 @@ GATE_CURVATURE_RATIOS = (4.0, 4.0, 1.0, 4.0)
 
 
 def lstm_blocks(config, params):
-    n_in, n_h, n_out = config["n_inputs"], config["n_hidden"], config["n_outputs"]
-    shapes = [("W_x", (n_in, 4 * n_h)), ("W_h", (n_h, 4 * n_h))]
-    if config["biases"]:
-        shapes.append(("b", (4 * n_h,)))
-    shapes.append(("W_hy", (n_h, n_out)))
-    if config["biases"]:
-        shapes.append(("b_y", (n_out,)))
-    shapes += [("h_0", (n_h,)), ("c_0", (n_h,))]
-    return oracle.cut_blocks(params, shapes)
+    n_in, n_h = config["n_inputs"], config["n_hidden"]
+    return oracle.recurrent_blocks(config, params, [("W_x", (n_in, 4 * n_h)),
+                                                    ("W_h", (n_h, 4 * n_h))],
+                                   [("b", (4 * n_h,))], states=("h_0", "c_0"))
 
 
 def gate_values(pre):
@@ -55,10 +49,7 @@ def lstm_pre_activations_and_net_output(config, params, inputs):
         hidden = output_gate * torch.tanh(cell)
         pres.append(pre)
         hiddens.append(hidden)
-    z = torch.stack(hiddens) @ blocks["W_hy"]
-    if config["biases"]:
-        z = z + blocks["b_y"]
-    return torch.stack(pres), z
+    return oracle.stacked_and_net_output(config, blocks, pres, hiddens)
 
 
 def lstm_net_output(config, params, inputs):
@@ -74,16 +65,12 @@ def gate_curvatures(config):
 def lstm_structural_product(config, params, inputs, v, count):
     """S v = J_aᵀ (Κ ⊙ J_a v) / N with Κ = κ_u f_u'(a) per gate block, f_u' from torch's own
     derivative of σ and tanh, by torch.func."""
-    def pre_fn(p):
-        return lstm_pre_activations_and_net_output(config, p, inputs)[0]
-
-    pre, jacobian_v = jvp(pre_fn, (params,), (v,))
-    slope = jvp(gate_values, (pre,), (torch.ones_like(pre),))[1]
     n_h = config["n_hidden"]
     kappa = torch.cat([torch.full((n_h,), k, dtype=torch.float64)
                        for k in gate_curvatures(config)])
-    _, pullback = vjp(pre_fn, params)
-    return pullback(kappa * slope * jacobian_v / count)[0]
+    return oracle.structural_product(
+        lambda p: lstm_pre_activations_and_net_output(config, p, inputs)[0],
+        lambda pre: kappa * oracle.slope(gate_values, pre), params, v, count)
 
 
 def torch_modules_net_output(lstm, head, inputs, initial_state=None):

@@ -1,104 +1,14 @@
-"""arrayhf against hessianfree (Rasmussen's numpy HF package, 0.4.0): the same recurrent network,
-the same Gauss-Newton matrix, checked to agree and then timed.
+"""arrayhf against hessianfree (Rasmussen's numpy HF package, 0.4.0): the same recurrent network
+and the same Gauss-Newton matrix in two coordinate systems, checked to agree through the exact
+map between them, then G v and one HF iteration timed, interleaved (bench/README.md, "Peer
+library", gives the map, what differs between the two, and what is timed).
 
-    python bench/peer.py                         # T = 200, batch 1000, 10 CG steps; numpy CPU
-    python bench/peer.py --quick                 # T = 20, batch 32, 5 CG steps: checks that it runs
-    python bench/peer.py --backend torch         # arrayhf on torch CPU, hessianfree on numpy
+    python -m bench.micro.peer                   # T = 200, batch 1000, 10 CG steps; numpy CPU
+    python -m bench.micro.peer --quick           # T = 20, batch 32, 5 CG steps: checks that it runs
+    python -m bench.micro.peer --backend torch   # arrayhf on torch CPU, hessianfree on numpy
 
-Needs ``pip install hessianfree``. Both libraries run on the CPU (hessianfree's GPU path needs
-PyCUDA and is not used): numpy with its BLAS's threads (set ``OPENBLAS_NUM_THREADS`` to compare
-on one core), or, with ``--backend torch``, arrayhf on torch with torch's threads while hessianfree
-stays on numpy. The two libraries alternate round by round, so with torch two thread pools take
-turns, and torch's OpenMP threads spin for a while after each parallel region: on a small or
-shared machine set ``OMP_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` (e.g. to 1).
-
-The network
------------
-2 inputs, ``--hidden`` tanh units with a recurrent connection, 1 linear output, squared error,
-with biases, every time step scored: in hessianfree ``RNNet(shape=[2, n, 1], layers=[Linear,
-Tanh, Linear], rec_layers=[1], loss_type=SquaredError())``, in arrayhf ``RNN(2, n, 1,
-hidden="tanh", output="linear", biases=True)``. The weights, data and direction v are drawn from
-a seeded numpy generator, once, and cast to each dtype of ``--dtypes``.
-
-The two parametrizations
-------------------------
-The two libraries start the recurrence differently. arrayhf (time-major data [T, B, n]) learns the
-initial state h_0:
-
-    θ = [W_xh | W_hh | b_h | W_hy | b_y | h_0],   a_1 = x_1 W_xh + h_0 W_hh + b_h,
-    L_ar(θ) = 1/(T B) Σ_{t,b} ½ ‖z_t − y_t‖²   (the mean over the T·B outputs).
-
-hessianfree (batch-major data [B, T, n]) has h_0 = 0 and learns instead a vector c, the "bias" of
-its recurrent connection, added to the first pre-activation only:
-
-    W = [W_xh | b_h | W_hy | b_y | W_hh | c],     a_1 = x_1 W_xh + b_h + c,
-    L_hf(W) = 1/B Σ_{b,t} ½ ‖z_t − y_t‖²       (summed over time, averaged over sequences);
-
-its gradient and its G v are divided by B too. The map φ(θ) = W copies every shared block and sets
-
-    c = h_0 W_hh,
-
-so the networks compute the same outputs, z_hf(φ(θ)) = z_ar(θ), and L_hf ∘ φ = T · L_ar. With
-M = ∂φ/∂θ, the identity on the shared blocks and, for the c block, (M v)_c = v_h0 W_hh + h_0 v_Whh
-(so Mᵀ u adds h_0ᵀ u_c to the W_hh block and gives the h_0 block u_c W_hhᵀ), the chain rule gives
-
-    g_ar = Mᵀ g_hf / T,    J_ar = J_hf M,    G_ar = Mᵀ G_hf M / T,
-
-the last because both Gauss-Newton matrices are Jᵀ H J with the same loss Hessian H of the same
-outputs (I/(T B) for arrayhf, I/B for hessianfree). So the two libraries compute one Gauss-Newton
-matrix in two coordinate systems: the script compares L_hf/T with L_ar, Mᵀ g_hf / T with g_ar and
-Mᵀ G_hf (M v) / T with G_ar v, in float64 (where they agree to rounding, about 1e-15) and in
-float32, and stops with an error when G v differs by more than 1e-10 (float64) or 1e-4 (float32),
-relative to its largest entry (max|a − b| / max|b|); the same limits apply to the loss and the
-gradient.
-
-The damped systems are not the same system in two coordinate systems: hessianfree's CG solves
-(G_hf + λ_hf I) δ = −g_hf, which for δ = M p is (G_ar + (λ_hf/T) MᵀM) p = −g_ar. With
-λ_hf = T λ_ar (used here) the Tikhonov term has arrayhf's strength but the shape MᵀM, which differs
-from I in the h_0 and W_hh blocks; and CG is not invariant under a change of coordinates. So one HF
-iteration of each does the same kind and amount of work, but not the same steps.
-
-Other differences between the two curvatures (none of them exercised here):
-
-* masks: hessianfree marks unscored outputs with NaN targets. Its loss and gradient drop them
-  (``nan_to_num(output − target)``), but ``SquaredError.d2_loss`` is ones everywhere, so its G
-  ignores the NaN mask: it is the G of the unmasked problem, still divided by B. arrayhf's mask
-  removes those outputs from the loss, the gradient and G alike, and divides by the number of
-  unmasked outputs.
-* structural damping: arrayhf adds λμ S v with S = J_aᵀ Κ J_a / N, Κ = κ diag(f'(a_t)), on the
-  pre-activations a_t (Martens & Sutskever 2011; κ = 0.25 as the 2011 release), inside the same
-  backward pass. hessianfree's ``loss_funcs.StructuralDamping(weight, optimizer=opt)`` adds
-  weight·λ to the loss Hessian of the hidden *activations* h_t = f(a_t), i.e. weight·λ J_hᵀ J_h / B
-  = weight·λ J_aᵀ diag(f'(a_t)²) J_a / B. Here μ = 0 and no such term is in the loss.
-* damping inside the product: hessianfree's ``calc_G(v, damping)`` returns (G + damping I) v;
-  arrayhf's ``gauss_newton_product`` returns G v and the HF driver adds λ v.
-* products per HF iteration: hessianfree's CG computes b − (G + λI) δ_0 even when δ_0 = 0 (the
-  first iteration), then one product per CG step, and one more for ρ: k + 2 calls of ``calc_G``
-  for k CG steps. arrayhf does no product for a zero start: k + 1. Forward passes differ too:
-  hessianfree's ``cache_minibatch`` computes the activations and derivatives once; arrayhf's
-  driver runs one forward pass for the gradient and one for the curvature batch (here the same
-  batch); both then evaluate the loss at backtracking candidates and line-search points.
-* dtype: hessianfree defaults to float32 (``debug=True`` forces float64), arrayhf computes in the
-  data's dtype (float64 from numpy by default). Here both use each dtype of ``--dtypes``.
-
-What is timed
--------------
-Interleaved round by round after warm-up, medians (bench/common.py), for each dtype:
-
-* ``G v``: arrayhf's ``model.gauss_newton_product(θ, batch, v, cache)`` with the forward pass
-  cached, as its HF driver calls it inside CG; hessianfree's
-  ``net.calc_G(v, damping=0, out=buffer)`` after ``net.cache_minibatch(X, Y)``, as its CG calls it.
-* ``HF iteration``: one HF iteration from the same start with exactly ``--cg-steps`` CG steps and
-  damping λ (arrayhf) and T·λ (hessianfree), from a zero CG start: arrayhf's
-  ``HF(model, one_batch, params=θ, damping=λ, max_cg_iter=k, min_cg_iter=k, test_every=0,
-  rho_model="damped").step()`` (ρ on the damped model, as hessianfree computes it; a fresh HF for
-  every round, built before the timing), and hessianfree's ``net.cache_minibatch(X, Y);
-  net.W += HessianFree(CG_iter=k, init_damping=T λ).compute_update()`` with the weights restored
-  before every round. hessianfree's CG stops by Martens' relative-progress test after 11 steps at
-  the earliest and has no setting to turn it off; it is disabled for the timing (see
-  :func:`martens_stop_disabled`). The CG steps of every round are checked: arrayhf's
-  ``record["cg_steps"]``, hessianfree's by counting ``calc_G`` calls (k + 2); the G v products of
-  both are counted and reported.
+Needs ``pip install hessianfree``; on a small or shared machine set ``OMP_NUM_THREADS`` and
+``OPENBLAS_NUM_THREADS`` (e.g. to 1).
 """
 
 from __future__ import annotations
@@ -108,13 +18,13 @@ import copy
 import math
 import os
 
-import common
 import hessianfree as hf
 import hessianfree.optimizers as hf_optimizers
 import numpy as np
 
 import arrayhf
 from arrayhf import Batch, backend
+from bench import common
 
 N_INPUTS, N_OUTPUTS = 2, 1
 LIMITS = {"float64": 1e-10, "float32": 1e-4}   # largest relative difference of loss, g and G v

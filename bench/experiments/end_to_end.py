@@ -1,57 +1,13 @@
-"""End to end: HF solving the addition and multiplication problems, against Adam on the same RNN.
+"""End to end: HF solving the addition and multiplication problems, against Adam on the same RNN
+(the same θ₀ and data stream) and, with ``--peer``, against hessianfree; every HF run also
+reports where its time went (its records' ``phase_seconds``). bench/README.md, "End to end",
+says what is measured and the budget rule.
 
-    python bench/end_to_end.py                   # addition, multiplication at T = 50; numpy, torch
-    python bench/end_to_end.py --T 50,100 --seeds 0,1,2 --time-limit 600
-    python bench/end_to_end.py --quick           # T = 20, addition, 20 s: checks that it runs
-    python bench/end_to_end.py --problems addition --T 20 --batch-size 300 --seeds 0,1,2 \
-        --backends numpy --skip-adam --peer      # time to solve against hessianfree
-
-Every HF run also reports where its time went: the sums of its records' ``phase_seconds``
-(gradient, CG, backtracking, ρ, line search, test) and the share outside CG. ``--peer`` runs
-hessianfree 0.4.0 with a mask-aware curvature beside every numpy HF run, on the same sequences
-from the same θ₀ (bench/peer_solve.py), under the same time limit.
-
-What is measured
-----------------
-HF (hand-derived passes). For every problem, T, backend (``--backends``, CPU) and seed, the run
-``arrayhf train`` builds: ``arrayhf.cli.runs.RunSettings`` with its defaults (100 tanh units, no
-biases, the release's initialization, λ₀ = 0.01 × outputs, structural damping μ = 0.03, ρ on the
-damped model, the "first step that lowers the loss" line search, CG ≤ 300 steps, gradient on every
-training batch, curvature on batch 0, fresh training data every iteration), built by
-``arrayhf.cli.runs.build`` without a run directory. ``optimizer.run`` stops after the first HF
-iteration whose test error is below 1% (MS11's success criterion: fewer than 1% of the problem's
-fixed test sequences wrong) or that ends past ``--time-limit`` seconds of wall time, or after
-``--max-iterations``. A run is *solved* when its last test error is below 1%. Recorded: solved,
-HF iterations, CG steps (``optimizer.cg_total``), wall seconds of ``optimizer.run`` (every HF
-iteration with its fresh data and its test evaluation; the data set's construction and θ's
-initialization before it are not counted) and the final test error. The time limit is checked
-between iterations, so a run can overshoot it by one iteration.
-
-Adam (torch autodiff). The same network written in torch: a_t = x_t W_xh + h_{t-1} W_hh,
-h_t = tanh(a_t), z_t = h_t W_hy, with the learned h_0 (and b_h, b_y if the model had biases),
-the problem's output and matching loss as arrayhf.losses defines them (linear: ½‖z - t‖²; logistic:
-binary cross-entropy; softmax: categorical cross-entropy), averaged over the unmasked outputs. Its
-initial parameters are the HF run's: ``model.init(seed)``, the same flat vector (bench/autodiff.py);
-the torch loss and gradient at θ₀ are compared with arrayhf's on one batch before training (the
-relative differences are printed and saved). The data are a ``Pathological`` data set built by
-``runs.build`` with the HF run's settings and seed, so the test set is the same and the training
-sequences come from the same stream: each Adam step uses one training batch of ``--batch-size``
-sequences, in order, and ``dataset.forget()`` draws fresh batches after every pass over the
-``--train-batches`` batches, as HF draws them every iteration. ``torch.optim.Adam``, defaults,
-no weight decay, clipping or schedule; each of ``--adam-lrs`` gets the full budget. The test error
-(``zero_one_error`` over all test batches) is evaluated every ``--adam-eval-every`` steps and at
-the end, off the clock (it counts training steps and data draws); one below 1% solves and stops.
-
-Budget rule. For each (problem, T), the Adam budget is the median over seeds of the torch HF runs'
-wall times, an unsolved run counting as the full ``--time-limit``. Without torch among
-``--backends``, the median is over every backend's HF runs; ``--skip-adam``: no Adam.
-
-Both sides compute in ``--dtype`` (default float64, as ``arrayhf train``) on the CPU, torch with
-``--torch-threads`` threads (default: torch's own count), numpy with its BLAS's (set
-``OPENBLAS_NUM_THREADS``); the JSON records both (on a shared CPU, ``--torch-threads 1``).
-``--backends`` lists the HF backends (``--backend``, ``--repeats`` are not used). ``--quick``
-(T = 20, addition, seed 0, 20 s, 50 sequences a batch; options given win) writes
-``bench/results/end_to_end_quick.json`` unless ``--json`` says otherwise.
+    python -m bench.experiments.end_to_end                  # addition, multiplication at T = 50
+    python -m bench.experiments.end_to_end --T 50,100 --seeds 0,1,2 --time-limit 600
+    python -m bench.experiments.end_to_end --quick          # T = 20, addition, 20 s: that it runs
+    python -m bench.experiments.end_to_end --problems addition --T 20 --batch-size 300 \
+        --seeds 0,1,2 --backends numpy --skip-adam --peer   # time to solve against hessianfree
 """
 
 from __future__ import annotations
@@ -60,10 +16,9 @@ import math
 import statistics
 import time
 
-import common
-
 from arrayhf import backend
-from arrayhf.cli import runs
+from bench import common
+from bench.release import release_run
 
 THRESHOLD = 0.01   # MS11: solved when fewer than 1% of the test sequences are wrong
 # The defaults of the options --quick changes, and what --quick makes them (an option given on the
@@ -81,21 +36,18 @@ def names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def settings_for(args, problem: str, T: int, seed: int, backend_name: str) -> runs.RunSettings:
-    """What ``arrayhf train --problem P --T T --threshold 0.01 ...`` builds, without a run dir."""
-    return runs.RunSettings(problem=problem, T=T, batch_size=args.batch_size,
-                            train_batches=args.train_batches, test_batches=args.test_batches,
-                            seed=seed, backend=backend_name,
-                            device=None if backend_name == "numpy" else args.device,
-                            dtype=args.dtype, threshold=THRESHOLD,
-                            iterations=args.max_iterations)
+def build(args, problem: str, T: int, seed: int, backend_name: str):
+    """(model, data set, optimizer) of ``arrayhf train --problem P --T T --seed S ...`` with the
+    command's options, without a run directory."""
+    return release_run(problem, T, batch_size=args.batch_size, train_batches=args.train_batches,
+                       test_batches=args.test_batches, seed=seed, backend_name=backend_name,
+                       device=None if backend_name == "numpy" else args.device, dtype=args.dtype)
 
 
 # -- HF ------------------------------------------------------------------------------------------
 def hf_run(args, problem: str, T: int, backend_name: str, seed: int) -> dict:
     """One HF run until solved, past the time limit, or at --max-iterations."""
-    settings = settings_for(args, problem, T, seed, backend_name)
-    _, _, optimizer = runs.build(settings, run_dir=None, progress=False)
+    _, _, optimizer = build(args, problem, T, seed, backend_name)
     trace, phases = [], {}   # (iteration, seconds since the start, test error); phase totals
     started = time.perf_counter()
 
@@ -143,7 +95,8 @@ def summarize(hf_runs: list[dict]) -> list[dict]:
 
 
 def adam_budget(args, hf_runs: list[dict], problem: str, T: int) -> float:
-    """The budget rule of the module docstring."""
+    """The Adam budget: the median over seeds of the torch HF runs' wall times (of every
+    backend's without torch), an unsolved run counting as the full time limit."""
     same = [r for r in hf_runs if r["problem"] == problem and r["T"] == T]
     on_torch = [r for r in same if r["backend"] == "torch"]
     chosen = on_torch or same
@@ -155,14 +108,14 @@ def adam_budget(args, hf_runs: list[dict], problem: str, T: int) -> float:
 # -- Adam on the same RNN, by torch autodiff -----------------------------------------------------
 def torch_net_output(model, theta, inputs):
     """z of the RNN (bench/autodiff.py: arrayhf.models.rnn's equations written in torch)."""
-    import autodiff
+    from bench import autodiff
 
     return autodiff.rnn_net_output(model, theta, inputs)
 
 
 def torch_loss(output: str, net_output, batch):
     """arrayhf.losses' matching loss, Σ_p m_p ℓ(z_p, t_p) / Σ_p m_p (the tests' torch losses)."""
-    import autodiff
+    from bench import autodiff
 
     return autodiff.loss_of_net_output(output, net_output, batch.targets, batch.mask)
 
@@ -211,8 +164,7 @@ def adam_run(args, problem: str, T: int, seed: int, lr: float, budget: float) ->
     """Adam from the HF run's θ₀ on the HF run's data stream, for ``budget`` seconds of training."""
     import torch
 
-    model, dataset, _ = runs.build(settings_for(args, problem, T, seed, "torch"), run_dir=None,
-                                   progress=False)
+    model, dataset, _ = build(args, problem, T, seed, "torch")
     theta = model.init(seed, xp=backend.namespace("torch"), dtype=args.dtype, device=args.device)
     trained = theta.detach().clone().requires_grad_(True)
     check = check_against_arrayhf(model, dataset, theta, trained)
@@ -358,16 +310,16 @@ def main():
                         for r in hf_runs])
     peer_runs = []
     if args.peer:
-        import peer_solve
+        from bench.experiments import peer_solve
 
-        def build(run):
-            settings = settings_for(args, run["problem"], run["T"], run["seed"], "numpy")
-            model, dataset, optimizer = runs.build(settings, run_dir=None, progress=False)
+        def peer_start(run):
+            model, dataset, optimizer = build(args, run["problem"], run["T"], run["seed"],
+                                              "numpy")
             return model, dataset, optimizer.params, {
                 "time_limit": args.time_limit, "max_iterations": args.max_iterations,
                 "threshold": THRESHOLD}
 
-        peer_runs = peer_solve.peer_runs(hf_runs, build)
+        peer_runs = peer_solve.peer_runs(hf_runs, peer_start)
 
     adam_runs = []
     if not args.skip_adam:

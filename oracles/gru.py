@@ -1,6 +1,6 @@
 """The GRU's autodiff oracle: the network written again in torch ops from its equations
 (torch.nn.GRU's, derivations/gru.md (GR1)-(GR5)), differentiated by torch.func in float64. Used
-only by the tests, never by the library; nothing here calls arrayhf.
+only by the tests and the benchmarks, never by the library; nothing here calls arrayhf.
 
 The flat parameter vector is cut into blocks here from the layout the derivation states (W_x,
 W_h, [b_x, b_h], W_hy, [b_y], h_0, gates r, ζ, n along the last axis), not by arrayhf's Layout.
@@ -11,23 +11,17 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.func import jvp, vjp
 
-import oracle
+from oracles import core as oracle
 
 
 def gru_blocks(config, params):
     """The GRU's blocks from its flat vector, in the order W_x, W_h, [b_x, b_h], W_hy, [b_y],
     h_0."""
-    n_in, n_h, n_out = config["n_inputs"], config["n_hidden"], config["n_outputs"]
-    shapes = [("W_x", (n_in, 3 * n_h)), ("W_h", (n_h, 3 * n_h))]
-    if config["biases"]:
-        shapes += [("b_x", (3 * n_h,)), ("b_h", (3 * n_h,))]
-    shapes.append(("W_hy", (n_h, n_out)))
-    if config["biases"]:
-        shapes.append(("b_y", (n_out,)))
-    shapes.append(("h_0", (n_h,)))
-    return oracle.cut_blocks(params, shapes)
+    n_in, n_h = config["n_inputs"], config["n_hidden"]
+    return oracle.recurrent_blocks(config, params,
+                                   [("W_x", (n_in, 3 * n_h)), ("W_h", (n_h, 3 * n_h))],
+                                   [("b_x", (3 * n_h,)), ("b_h", (3 * n_h,))])
 
 
 def gru_pre_activations_and_net_output(config, params, inputs):
@@ -54,10 +48,7 @@ def gru_pre_activations_and_net_output(config, params, inputs):
         hidden = (1 - update) * candidate + update * hidden
         pres.append(torch.cat([reset_pre, update_pre, candidate_pre], dim=-1))
         hiddens.append(hidden)
-    z = torch.stack(hiddens) @ blocks["W_hy"]
-    if config["biases"]:
-        z = z + blocks["b_y"]
-    return torch.stack(pres), z
+    return oracle.stacked_and_net_output(config, blocks, pres, hiddens)
 
 
 def gru_net_output(config, params, inputs):
@@ -75,19 +66,15 @@ def structural_curvatures(config, pre):
     κ tanh'(a) on the candidate, the slopes by torch's own derivatives of sigmoid and tanh."""
     n_h, kappa = config["n_hidden"], config["structural_curvature"]
     gates, candidate = pre[..., :2 * n_h], pre[..., 2 * n_h:]
-    gate_slopes = jvp(torch.sigmoid, (gates,), (torch.ones_like(gates),))[1]
-    candidate_slopes = jvp(torch.tanh, (candidate,), (torch.ones_like(candidate),))[1]
-    return torch.cat([4 * kappa * gate_slopes, kappa * candidate_slopes], dim=-1)
+    return torch.cat([4 * kappa * oracle.slope(torch.sigmoid, gates),
+                      kappa * oracle.slope(torch.tanh, candidate)], dim=-1)
 
 
 def gru_structural_product(config, params, inputs, v, count):
     """S v = J_aᵀ (Κ ⊙ J_a v) / N, eq. (GR19)-(GR20), by torch.func."""
-    def pre_fn(p):
-        return gru_pre_activations_and_net_output(config, p, inputs)[0]
-
-    pre, jacobian_v = jvp(pre_fn, (params,), (v,))
-    _, pullback = vjp(pre_fn, params)
-    return pullback(structural_curvatures(config, pre) * jacobian_v / count)[0]
+    return oracle.structural_product(
+        lambda p: gru_pre_activations_and_net_output(config, p, inputs)[0],
+        lambda pre: structural_curvatures(config, pre), params, v, count)
 
 
 def gru_structural_penalty(config, params, inputs, anchor, count):
