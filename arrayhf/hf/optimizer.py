@@ -148,12 +148,30 @@ class HF:
         return RunLog(run_dir, echo=self.progress and first, writes=first)
 
     # -- the state's values, read-only: only step() and resume() replace the state ------------
-    params = property(lambda self: self.state.params, doc="θ after the last committed iteration.")
-    damping = property(lambda self: self.state.damping, doc="λ for the next iteration.")
-    cg_warm_start = property(lambda self: self.state.cg_warm_start,
-                             doc="The last CG solution (the next warm start × cg_decay), or None.")
-    iteration = property(lambda self: self.state.iteration, doc="HF iterations completed.")
-    cg_total = property(lambda self: self.state.cg_total, doc="CG steps in all.")
+    @property
+    def params(self) -> Any:
+        """θ after the last committed iteration."""
+        return self.state.params
+
+    @property
+    def damping(self) -> float:
+        """λ for the next iteration."""
+        return self.state.damping
+
+    @property
+    def cg_warm_start(self) -> Any:
+        """The last CG solution (the next warm start is it × ``cg_decay``), or None."""
+        return self.state.cg_warm_start
+
+    @property
+    def iteration(self) -> int:
+        """HF iterations completed."""
+        return self.state.iteration
+
+    @property
+    def cg_total(self) -> int:
+        """CG steps in all."""
+        return self.state.cg_total
 
     @property
     def last_record(self) -> dict | None:
