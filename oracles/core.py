@@ -169,9 +169,10 @@ def unit_structural_product(pre_activations_and_net_output, config, params, inpu
 
 
 def rnn_pre_activations_and_net_output(config, params, inputs):
-    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition."""
+    """(a [T, B, n_h], z [T, B, n_out]) of the RNN, written from its definition; character ids
+    [T, B] enter as their one-hot rows."""
     blocks = rnn_blocks(config, params)
-    return unit_recurrence(config, blocks, inputs,
+    return unit_recurrence(config, blocks, dense_inputs(config, inputs),
                            lambda x_t, hidden: x_t @ blocks["W_xh"] + hidden @ blocks["W_hh"])
 
 

@@ -29,9 +29,10 @@ FNN_ARCHITECTURES = {
     "autoencoder-linear-masked": ([3, 5, 4, 5, 3], ["tanh", "linear", "logistic"], "linear", True),
     "no-hidden-layer-softmax": ([6, 4], [], "softmax", True),
 }
-# RNN(**arguments), float inputs [T, B, n_in] and its mask (N_STEPS steps, N_CASES sequences):
-# "last": one output per sequence, at its last step, lengths 5..7 (zero padding past the end);
-# "random": random steps count; None: every step counts.
+# RNN(**arguments), float inputs [T, B, n_in] or character ids [T, B], and its mask (N_STEPS
+# steps, N_CASES sequences): "last": one output per sequence, at its last step, lengths 5..7
+# (zero padding past the end); "random": random steps count; "lengths": every step of sequences
+# of 3..7 steps; None: every step counts.
 RNN_CONFIGURATIONS = {
     "tanh-linear-last-step": (dict(n_inputs=2, n_hidden=6, n_outputs=1, hidden="tanh",
                                    output="linear", biases=True), "float", "last"),
@@ -39,6 +40,8 @@ RNN_CONFIGURATIONS = {
                                     output="softmax", biases=False), "float", "random"),
     "logistic-logistic-every-step": (dict(n_inputs=2, n_hidden=5, n_outputs=2, hidden="logistic",
                                           output="logistic", biases=True), "float", None),
+    "ids-softmax-lengths": (dict(n_inputs=4, n_hidden=5, n_outputs=4, hidden="tanh",
+                                 output="softmax", biases=True), "ids", "lengths"),
 }
 N_CASES, N_STEPS = 7, 7
 
@@ -254,7 +257,7 @@ class SequenceProblem:
 
 
 class RNNProblem(SequenceProblem):
-    """An RNN on float inputs, with the oracle of oracles/core.py."""
+    """An RNN on float inputs or character ids, with the oracle of oracles/core.py."""
 
     configurations, model_class = RNN_CONFIGURATIONS, arrayhf.RNN
 
