@@ -11,6 +11,7 @@ import pytest
 
 from arrayhf import backend, checkpoint, cli
 from arrayhf.cli import models, pathological, rundir, runs
+from arrayhf.cli import text as text_commands
 
 from helpers import other_backend
 
@@ -182,8 +183,9 @@ def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys,
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
     run_dir = tmp_path / "text"
+    factors = ["--factors", "12"] if model == "mrnn" else []   # refused for the others
     assert cli.main(["train-text", str(corpus), "--model", model, "--T", "20", "--hidden", "12",
-                     "--factors", "12",
+                     *factors,
                      "--batch-size", "10", "--train-batches", "2", "--test-batches", "1",
                      "--warmup", "5", "--iterations", "2", "--max-cg", "10",
                      "--run-dir", str(run_dir), *backend_options(xp, device)]) == 0
@@ -197,6 +199,50 @@ def test_train_text_then_sample_on_another_backend(xp, device, tmp_path, capsys,
         text = capsys.readouterr().out.splitlines()[-1]
         assert text.startswith("the ") and len(text) == 44
         assert set(text) <= set("the cat sat on the mat. ")
+
+
+@pytest.mark.parametrize("command", [["train", "--problem", "addition"],
+                                     ["demo"], ["train-text", "--stdlib"]])
+@pytest.mark.parametrize("model", [m for m in models.MODELS if m != "mrnn"])
+def test_factors_is_refused_for_a_model_it_does_not_size(tmp_path, capsys, command, model):
+    run_dir = tmp_path / "run"
+    assert cli.main([*command, "--model", model, "--factors", "10",
+                     "--run-dir", str(run_dir)]) == 2
+    error = capsys.readouterr().err
+    assert f"--factors sizes mrnn only, not --model {model}" in error
+    assert "Traceback" not in error and not run_dir.exists()
+
+
+def test_sample_at_temperature_zero_is_greedy_and_never_writes_the_unknown_symbol():
+    rng = numpy.random.default_rng(0)
+    logits = numpy.array([9.0, 1.0, 3.0, 2.0])            # id 0, the unknown symbol, the largest
+    assert text_commands._next_id(logits, 0.0, rng) == 2
+    draws = {text_commands._next_id(logits, 1.0, rng) for _ in range(200)}
+    assert draws == {1, 2, 3}                          # every character, never id 0
+
+
+def test_sample_greedy_and_a_prime_outside_the_vocabulary(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
+    run_dir = tmp_path / "text"
+    assert cli.main(["train-text", str(corpus), "--model", "rnn", "--T", "20", "--hidden", "8",
+                     "--batch-size", "10", "--train-batches", "2", "--test-batches", "1",
+                     "--warmup", "5", "--iterations", "1", "--max-cg", "5",
+                     "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    texts = []
+    for seed in ("0", "1"):
+        assert cli.main(["sample", str(run_dir), "--length", "30", "--prime", "the ",
+                         "--temperature", "0", "--seed", seed]) == 0
+        captured = capsys.readouterr()
+        assert "note:" not in captured.err
+        texts.append(captured.out.splitlines()[-1])
+    assert texts[0] == texts[1] and len(texts[0]) == 34   # greedy: the seed draws nothing
+    assert cli.main(["sample", str(run_dir), "--length", "5", "--prime", "théâ"]) == 0
+    captured = capsys.readouterr()
+    assert ("2 character(s) the run's vocabulary lacks ('â', 'é'): they are fed as the "
+            "unknown symbol") in captured.err
+    assert captured.out.splitlines()[-1].startswith("théâ")
 
 
 def test_resume_trains_a_solved_run_on_only_when_asked(tmp_path, capsys):

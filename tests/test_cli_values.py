@@ -57,7 +57,7 @@ OPTIONS += [(["demo"], "--iterations", POSITIVE_INTEGER),
             (["sample", "runs/x"], "--length", POSITIVE_INTEGER),
             (["sample", "runs/x"], "--context", POSITIVE_INTEGER),
             (["sample", "runs/x"], "--seed", at_least(0)),
-            (["sample", "runs/x"], "--temperature", number(lambda x: x > 0)),
+            (["sample", "runs/x"], "--temperature", number(lambda x: x >= 0)),
             (["plot", "runs/x"], "--sequence", at_least(0))]
 
 VALUES = st.one_of(st.integers(-5, 5).map(str), st.integers(-10**9, 10**9).map(str),

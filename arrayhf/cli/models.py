@@ -50,6 +50,14 @@ def text_model(name: str, vocabulary_size: int, *, hidden: int, factors: int) ->
                                              factors, biases=True))
 
 
+def check_factors(name: str) -> None:
+    """ValueError unless the model ``name`` is sized by ``--factors`` (the option was given)."""
+    if not _entry(name).takes_factors:
+        sized = [model for model in MODELS if registry.entry(model).takes_factors]
+        raise ValueError(f"--factors sizes {' and '.join(sized)} only, not --model {name}: "
+                         f"leave it out, or choose --model {sized[0]}")
+
+
 def takes_ids(name: str) -> bool:
     """Whether the model reads character ids as they are (a row gather); the others need
     one-hot rows."""

@@ -104,13 +104,16 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace, settings_class: type[Settings],
                   **given: Any) -> Settings:
     """A settings record of ``given``, and of every option given on the command line over them
-    (an option left out is None), checked by check_settings."""
+    (an option left out is None), checked by check_settings; ``--factors`` is refused for a
+    model it does not size."""
     for field in dataclasses.fields(settings_class):
         value = getattr(args, field.name, None)
         if value is not None:
             given[field.name] = value
     settings = settings_class(**given)
     check_settings(settings)
+    if getattr(args, "factors", None) is not None:
+        models.check_factors(settings.model)
     return settings
 
 

@@ -67,7 +67,8 @@ def train_text(args: argparse.Namespace) -> int:
 def sample(args: argparse.Namespace) -> int:
     """Generate text from a checkpoint: feed the prime, then draw each next character from the
     softmax of the model's output (divided by the temperature, the unknown symbol excluded) with
-    a seeded host generator."""
+    a seeded host generator; at temperature 0, the most likely character (greedy). Characters of
+    the prime that the run's vocabulary lacks are fed as the unknown symbol, and said so."""
     run_dir = pathlib.Path(args.run_dir)
     settings = runs.load_settings(run_dir)
     if not isinstance(settings, runs.TextRunSettings) or settings.vocabulary is None:
@@ -81,6 +82,11 @@ def sample(args: argparse.Namespace) -> int:
     params = backend.from_host(arrays["params"], xp, dtype=settings.dtype, device=args.device)
     rng = np.random.default_rng(args.seed)
     ids = list(vocabulary.encode(args.prime)) or [int(rng.integers(1, vocabulary.size))]
+    unknown = sorted({character for character, id_ in zip(args.prime, ids) if id_ == 0})
+    if unknown:
+        print(f"note: --prime holds {len(unknown)} character(s) the run's vocabulary lacks "
+              f"({', '.join(map(repr, unknown))}): they are fed as the unknown symbol",
+              file=sys.stderr)
     generated = []
     for _ in range(args.length):
         window = np.asarray(ids[-args.context:], dtype=np.int64)[:, None]      # [T, 1]
@@ -88,16 +94,25 @@ def sample(args: argparse.Namespace) -> int:
         if not models.takes_ids(settings.model):
             inputs = one_hot(inputs, vocabulary.size, dtype=settings.dtype)
         net_output = backend.to_numpy(model.forward(params, inputs).net_output)[-1, 0]
-        logits = net_output.astype(np.float64) / args.temperature
-        probabilities = np.exp(logits - logits.max())
-        probabilities[0] = 0.0  # id 0 is the unknown symbol, not a character to write
-        probabilities /= probabilities.sum()
-        ids.append(int(rng.choice(vocabulary.size, p=probabilities)))
+        ids.append(_next_id(net_output.astype(np.float64), args.temperature, rng))
         generated.append(ids[-1])
     print(f"# {model} at iteration {meta['iteration']}, on {settings.backend}; "
           f"temperature {args.temperature}, seed {args.seed}")
     print(args.prime + vocabulary.decode(generated))
     return 0
+
+
+def _next_id(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """The next character's id from the model's logits at the last step: drawn from
+    softmax(logits / temperature), or at temperature 0 the most likely one; never id 0, the
+    unknown symbol, which is not a character to write."""
+    if temperature == 0.0:
+        return 1 + int(np.argmax(logits[1:]))
+    scaled = logits / temperature
+    probabilities = np.exp(scaled - scaled.max())
+    probabilities[0] = 0.0
+    probabilities /= probabilities.sum()
+    return int(rng.choice(logits.size, p=probabilities))
 
 
 def _add_text_options(parser) -> None:
@@ -130,9 +145,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                help="characters to generate (default 200)")
     sample_parser.add_argument("--prime", default="",
                                help="text fed to the model first, and printed (default none)")
-    sample_parser.add_argument("--temperature", type=values.positive, default=1.0,
+    sample_parser.add_argument("--temperature", type=values.non_negative, default=1.0,
                                help="divides the logits: below 1 more likely characters, above "
-                                    "1 more varied ones (default 1)")
+                                    "1 more varied ones; 0 always writes the most likely one "
+                                    "(greedy) (default 1)")
     sample_parser.add_argument("--context", type=values.integer(1), default=200,
                                help="characters fed to the model for each next one "
                                     "(default 200)")

@@ -50,7 +50,8 @@ class ModelEntry:
     """One model. ``name``: lower case, ``--model``'s value and the tests' case prefix;
     ``derivation``: its page in derivations/; ``notation_section``: its section of
     derivations/notation.md, if it has one; ``takes_ids``: reads character ids [T, B] as they
-    are (a row gather), else text runs give it one-hot rows; ``build``: the net a command-line
+    are (a row gather), else text runs give it one-hot rows; ``takes_factors``: the command
+    line's ``--factors`` sizes it (else that option is refused); ``build``: the net a command-line
     run trains, from its :class:`NetSettings` (None: not a ``--model`` choice); ``interop``:
     the host-side module (under arrayhf/) that converts it to and from torch, which the same
     derivation proves."""
@@ -60,6 +61,7 @@ class ModelEntry:
     derivation: str
     notation_section: str | None = None
     takes_ids: bool = False
+    takes_factors: bool = False
     build: Callable[[NetSettings], Model] | None = None
     interop: str | None = None
 
@@ -100,7 +102,8 @@ def _gated(model_class: Any) -> Callable[[NetSettings], Model]:
 REGISTRY: tuple[ModelEntry, ...] = (
     ModelEntry("fnn", FNN, "fnn.md"),
     ModelEntry("rnn", RNN, "rnn.md", "Recurrent network", takes_ids=True, build=_rnn),
-    ModelEntry("mrnn", MRNN, "mrnn.md", "Multiplicative RNN", takes_ids=True, build=_mrnn),
+    ModelEntry("mrnn", MRNN, "mrnn.md", "Multiplicative RNN", takes_ids=True,
+               takes_factors=True, build=_mrnn),
     ModelEntry("lstm", LSTM, "lstm.md", "LSTM", takes_ids=True, build=_gated(LSTM),
                interop="interop/torch_lstm.py"),
     ModelEntry("gru", GRU, "gru.md", "GRU", takes_ids=True, build=_gated(GRU),
