@@ -12,6 +12,7 @@ import numpy as np
 import arrayhf
 from arrayhf import backend, checkpoint, plots
 from arrayhf.cli import runs, values
+from arrayhf.cli.problems import lengths as problem_lengths
 from arrayhf.data import problems
 from arrayhf.data.corpus import unigram_entropy_bits
 from arrayhf.data.vocabulary import Vocabulary
@@ -78,8 +79,7 @@ def _lengths(problem: str, T: int) -> str:
     """How long the problem's sequences are at T, for the picture's title."""
     if problem not in problems.LENGTH_PERCENT:
         return ""
-    (low, high), _ = problems.layout(problem, T)
-    return f" ({problem} sequences at T = {T} are {low} to {high - 1} steps long)"
+    return f"; {problem} at T = {T}: sequences of {problem_lengths(problem, T)}"
 
 
 def _read_inputs(path) -> np.ndarray:

@@ -130,7 +130,8 @@ def check_settings(settings: RunSettings | TextRunSettings, where: str = "") -> 
                 raise ValueError(f"{prefix}{name}: {error}") from None
     if isinstance(settings, RunSettings) and settings.T < MINIMUM_T[settings.problem]:
         raise ValueError(f"{prefix}{settings.problem} needs T >= {MINIMUM_T[settings.problem]}, "
-                         f"got T={settings.T}")
+                         f"got T={settings.T} ('arrayhf problems' says what T means for each "
+                         f"problem)")
     if (isinstance(settings, RunSettings) and settings.score_batches is not None
             and settings.score_batches > settings.train_batches):
         raise ValueError(f"{prefix}expected --score-batches at most --train-batches, got "

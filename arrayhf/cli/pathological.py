@@ -190,7 +190,8 @@ def _add_problem_options(parser, *, for_demo: bool) -> None:
     if not for_demo:
         parser.add_argument("--problem", required=True, type=options.FIELD_VALUES["problem"],
                             metavar="PROBLEM", help="one of " + ", ".join(PROBLEMS))
-    options.add_option(parser, "--T", "sequence length (the release: 200)",
+    options.add_option(parser, "--T", "the problem's time scale, which its sequence lengths "
+                       "follow ('arrayhf problems' lists them; the release: 200)",
                        default="20 on a CPU, 200 on a GPU or with --T >= 100" if for_demo
                        else 30)
     options.add_option(parser, "--model", "the net", default="rnn, the release's")
